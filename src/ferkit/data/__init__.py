@@ -1,0 +1,9 @@
+"""FER-2013 data: read any release, clean it, store it as HDF5, read it back fast.
+
+    prepare(source, out)   csv | image folders | .tar.gz/.zip → cleaned HDF5 store
+    open_store(path)       arrays per split, class counts, normalisation statistics
+"""
+
+from ferkit.data.store import SPLITS, Store, open_store, split_index, write_store
+
+__all__ = ["SPLITS", "Store", "open_store", "split_index", "write_store"]
