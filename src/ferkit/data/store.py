@@ -104,9 +104,7 @@ def write_store(
     bounds = np.searchsorted(splits, np.arange(len(SPLITS) + 1))
     split_ranges = {name: [int(bounds[i]), int(bounds[i + 1])] for i, name in enumerate(SPLITS)}
     counts = {
-        name: {
-            cls: int(np.sum(labels[lo:hi] == k)) for k, cls in enumerate(class_names)
-        }
+        name: {cls: int(np.sum(labels[lo:hi] == k)) for k, cls in enumerate(class_names)}
         for name, (lo, hi) in split_ranges.items()
     }
     train = images[slice(*split_ranges["train"])]
@@ -118,11 +116,15 @@ def write_store(
     with atomic_path(Path(path), force=force) as tmp:
         with h5py.File(tmp, "w") as f:
             chunk_rows = max(1, min(n, 4096))
-            f.create_dataset("images", data=images, chunks=(chunk_rows, *images.shape[1:]) if n else None)
+            f.create_dataset(
+                "images", data=images, chunks=(chunk_rows, *images.shape[1:]) if n else None
+            )
             f.create_dataset("labels", data=labels)
             f.create_dataset("split", data=splits)
             f.create_dataset("source_id", data=source_ids, dtype=h5py.string_dtype("utf-8"))
-            f.create_dataset("clean_report", data=json.dumps(report), dtype=h5py.string_dtype("utf-8"))
+            f.create_dataset(
+                "clean_report", data=json.dumps(report), dtype=h5py.string_dtype("utf-8")
+            )
             f.attrs.update(
                 format_version=FORMAT_VERSION,
                 ferkit_version=__version__,

@@ -1,0 +1,290 @@
+"""Read FER-2013 in any of its releases as a stream of raw items, without unpacking to disk.
+
+Releases understood:
+    fer2013.csv                      columns emotion,pixels[,Usage]; emotion in FER index order
+    image folders (Kaggle layout)    <split>/<class>/<Prefix_N>.jpg; the file-name prefix
+                                     (Training_/PublicTest_/PrivateTest_) gives the split,
+                                     else the split folder does (train/val/test)
+    .tar(.gz|.bz2|.xz) / .zip        an archive of either, read member by member
+
+Items carry encoded bytes (image files) or decoded pixels (CSV rows); decoding and quality
+checks belong to `clean.py`. Structural errors (a CSV without its columns, a malformed
+pixel string, a label out of range, an unknown class folder) raise `DataError` naming
+the file and row, because no cleaning can recover a row whose meaning is unknown.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import os
+import tarfile
+import zipfile
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+import numpy as np
+
+from ferkit.errors import DataError
+from ferkit.labels import EMOTIONS, canonical_name
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".pgm", ".pnm", ".tif", ".tiff", ".webp", ".gif"}
+TAR_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tar.xz", ".txz")
+PREFIX_SPLITS = {"training": 0, "publictest": 1, "privatetest": 2}
+FOLDER_SPLITS = {
+    "train": 0, "training": 0,
+    "val": 1, "valid": 1, "validation": 1, "publictest": 1,
+    "test": 2, "privatetest": 2,
+}  # fmt: skip
+USAGE_SPLITS = {"training": 0, "publictest": 1, "privatetest": 2}
+CSV_PIXELS = 48 * 48
+FER2013_ENV = "FERKIT_FER2013"
+
+
+@dataclass
+class RawItem:
+    """One image as found in the source, before decoding and cleaning.
+
+    split is None when the source does not say (then a val split is carved from train).
+    payload is encoded image bytes, or a (48, 48) uint8 array for CSV rows.
+    """
+
+    source_id: str
+    split: int | None
+    label: int
+    payload: bytes | np.ndarray
+
+
+class HashingReader(io.RawIOBase):
+    """A read-only file wrapper that hashes every byte read and reports progress."""
+
+    def __init__(self, raw, on_read=None):
+        self._raw = raw
+        self.sha256 = hashlib.sha256()
+        self._on_read = on_read
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        n = self._raw.readinto(buffer)
+        if n:
+            self.sha256.update(memoryview(buffer)[:n])
+            if self._on_read:
+                self._on_read(n)
+        return n or 0
+
+
+def locate_fer2013() -> Path:
+    """Where the FER-2013 archive is expected: $FERKIT_FER2013, else the shared default.
+
+    The default is `../shared/data/fer2013/fer2013.tar.gz` relative to the repository
+    root; tests and benchmarks call this and skip when the file is absent.
+    """
+    if os.environ.get(FER2013_ENV):
+        return Path(os.environ[FER2013_ENV])
+    repo_root = Path(__file__).resolve().parents[3]
+    return repo_root.parent / "shared" / "data" / "fer2013" / "fer2013.tar.gz"
+
+
+def source_kind(path: Path) -> str:
+    """'csv', 'folder', 'tar' or 'zip'; anything else is refused with the reason."""
+    if not path.exists():
+        raise DataError(f"{path}: no such file or folder")
+    if path.is_dir():
+        return "folder"
+    name = path.name.lower()
+    if name.endswith(".csv"):
+        return "csv"
+    if name.endswith(TAR_SUFFIXES):
+        return "tar"
+    if name.endswith(".zip"):
+        return "zip"
+    raise DataError(
+        f"{path}: unknown source format; expected a .csv, an image folder, or a "
+        f".tar.gz/.tgz/.tar/.zip archive"
+    )
+
+
+def iter_csv(stream, name: str) -> Iterator[RawItem]:
+    """Rows of a FER-2013 CSV (text stream) as items; row numbers count the header as 1."""
+    reader = csv.reader(stream)
+    header = next(reader, None)
+    if header is None:
+        raise DataError(f"{name}: empty CSV (no header)")
+    columns = [c.strip().lower() for c in header]
+    missing = [c for c in ("emotion", "pixels") if c not in columns]
+    if missing:
+        raise DataError(
+            f"{name}: CSV is missing column(s) {', '.join(missing)}; found {', '.join(header)} "
+            f"(expected emotion,pixels,Usage)"
+        )
+    i_label, i_pixels = columns.index("emotion"), columns.index("pixels")
+    i_usage = columns.index("usage") if "usage" in columns else None
+    for row_number, row in enumerate(reader, start=2):
+        if not row:
+            continue
+        where = f"{name} row {row_number}"
+        if len(row) != len(columns):
+            raise DataError(f"{where}: {len(row)} fields, expected {len(columns)}")
+        try:
+            label = int(row[i_label])
+        except ValueError:
+            raise DataError(f"{where}: emotion {row[i_label]!r} is not an integer") from None
+        if not 0 <= label < len(EMOTIONS):
+            raise DataError(f"{where}: emotion {label} is outside 0–{len(EMOTIONS) - 1}")
+        split = None
+        if i_usage is not None:
+            usage = row[i_usage].strip().lower()
+            if usage not in USAGE_SPLITS:
+                raise DataError(
+                    f"{where}: Usage {row[i_usage]!r} is not Training, PublicTest or PrivateTest"
+                )
+            split = USAGE_SPLITS[usage]
+        yield RawItem(f"{name}:{row_number}", split, label, parse_pixels(row[i_pixels], where))
+
+
+def parse_pixels(text: str, where: str) -> np.ndarray:
+    """A space-separated string of 2304 values in 0..255 → (48, 48) uint8."""
+    tokens = text.split()
+    if len(tokens) != CSV_PIXELS:
+        raise DataError(f"{where}: {len(tokens)} pixel values, expected {CSV_PIXELS} (48×48)")
+    try:
+        values = np.array(tokens, dtype=np.int64)
+    except ValueError:
+        bad = next(t for t in tokens if not t.lstrip("-").isdigit())
+        raise DataError(f"{where}: pixel value {bad!r} is not an integer") from None
+    if values.min() < 0 or values.max() > 255:
+        raise DataError(f"{where}: pixel values must lie in 0..255")
+    return values.astype(np.uint8).reshape(48, 48)
+
+
+def item_for_image_path(
+    relpath: str, payload: bytes, class_map: Mapping[str, str] | None
+) -> RawItem | None:
+    """An item for an image file at `relpath` (posix, inside the source), or None to skip.
+
+    The class is the parent folder; the split comes from the file-name prefix, else from
+    the nearest ancestor folder named like a split, else is left to be decided.
+    """
+    path = PurePosixPath(relpath)
+    if path.suffix.lower() not in IMAGE_SUFFIXES or is_hidden(path):
+        return None
+    if len(path.parts) < 2:
+        raise DataError(
+            f"{relpath}: image outside a class folder; expected <split>/<class>/<file> "
+            f"with class one of {', '.join(EMOTIONS)}"
+        )
+    folder = path.parent.name
+    emotion = canonical_name(folder, class_map)
+    if emotion is None:
+        raise DataError(
+            f"{relpath}: unknown class folder {folder!r}; expected one of "
+            f"{', '.join(EMOTIONS)} (or a common synonym); "
+            f"rename with --class-map {folder}=<emotion>"
+        )
+    prefix = path.name.split("_", 1)[0].lower()
+    split = PREFIX_SPLITS.get(prefix)
+    if split is None:
+        for part in reversed(path.parts[:-2]):
+            if part.lower() in FOLDER_SPLITS:
+                split = FOLDER_SPLITS[part.lower()]
+                break
+    return RawItem(relpath, split, EMOTIONS.index(emotion), payload)
+
+
+def is_hidden(path: PurePosixPath) -> bool:
+    """Hidden files and macOS archive debris (__MACOSX, ._name) are not images."""
+    return any(p.startswith(".") or p == "__MACOSX" for p in path.parts)
+
+
+class SourceReader:
+    """Iterates a source's items and afterwards knows its sha256 and what it skipped."""
+
+    def __init__(self, path: str | Path, class_map: Mapping[str, str] | None = None):
+        self.path = Path(path)
+        self.kind = source_kind(self.path)
+        self.class_map = dict(class_map or {})
+        self.sha256 = ""
+        self.skipped: list[str] = []
+        self.size_bytes = self._size()
+
+    def _size(self) -> int:
+        if self.kind != "folder":
+            return self.path.stat().st_size
+        return sum(p.stat().st_size for p in self.path.rglob("*") if p.is_file())
+
+    def items(self, on_read=None) -> Iterator[RawItem]:
+        """Stream the items; `on_read(n_bytes)` is called as bytes are read (progress)."""
+        if self.kind == "folder":
+            yield from self._folder_items(on_read)
+            return
+        with open(self.path, "rb") as raw:
+            reader = HashingReader(raw, on_read)
+            stream = io.BufferedReader(reader, buffer_size=1 << 20)
+            if self.kind == "csv":
+                yield from iter_csv(io.TextIOWrapper(stream, newline=""), self.path.name)
+            elif self.kind == "tar":
+                yield from self._tar_items(stream)
+            else:
+                yield from self._zip_items()
+            stream.read()  # hash to the end, whatever the reader left unread
+            self.sha256 = reader.sha256.hexdigest()
+
+    def _handle_member(self, name: str, read) -> Iterator[RawItem]:
+        lower = name.lower()
+        if lower.endswith(".csv") and not is_hidden(PurePosixPath(name)):
+            yield from iter_csv(io.TextIOWrapper(read(), newline=""), f"{self.path.name}:{name}")
+            return
+        item = item_for_image_path(name, b"", self.class_map)
+        if item is None:
+            self.skipped.append(name)
+            return
+        with read() as member:
+            item.payload = member.read()
+        yield item
+
+    def _tar_items(self, stream) -> Iterator[RawItem]:
+        try:
+            with tarfile.open(fileobj=stream, mode="r|*") as archive:
+                for member in archive:
+                    if member.isfile():
+                        yield from self._handle_member(
+                            member.name, lambda m=member: archive.extractfile(m)
+                        )
+        except (tarfile.TarError, EOFError, OSError) as error:
+            raise DataError(f"{self.path}: unreadable archive ({error})") from None
+
+    def _zip_items(self) -> Iterator[RawItem]:
+        try:
+            with zipfile.ZipFile(self.path) as archive:
+                for info in archive.infolist():
+                    if not info.is_dir():
+                        yield from self._handle_member(
+                            info.filename, lambda i=info: archive.open(i)
+                        )
+        except (zipfile.BadZipFile, OSError) as error:
+            raise DataError(f"{self.path}: unreadable zip archive ({error})") from None
+
+    def _folder_items(self, on_read) -> Iterator[RawItem]:
+        digest = hashlib.sha256()
+        files = sorted(p for p in self.path.rglob("*") if p.is_file())
+        for file in files:
+            rel = file.relative_to(self.path).as_posix()
+            if rel.lower().endswith(".csv") and not is_hidden(PurePosixPath(rel)):
+                digest.update(rel.encode() + file.read_bytes())
+                with open(file, newline="") as text:
+                    yield from iter_csv(text, rel)
+                continue
+            item = item_for_image_path(rel, b"", self.class_map)
+            if item is None:
+                self.skipped.append(rel)
+                continue
+            item.payload = file.read_bytes()
+            digest.update(rel.encode() + item.payload)
+            if on_read:
+                on_read(len(item.payload))
+            yield item
+        self.sha256 = digest.hexdigest()
