@@ -113,7 +113,8 @@ def assign_splits(
 
         train_rows = np.flatnonzero(result == 0)
         stratify = labels[train_rows]
-        if np.bincount(stratify).min(initial=0) < 2 or len(train_rows) * val_fraction < 1:
+        _, per_class = np.unique(stratify, return_counts=True)
+        if len(per_class) == 0 or per_class.min() < 2 or len(train_rows) * val_fraction < 1:
             stratify = None
         if len(train_rows) >= 2:
             _, val_rows = train_test_split(

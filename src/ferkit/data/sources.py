@@ -15,6 +15,7 @@ the file and row, because no cleaning can recover a row whose meaning is unknown
 
 from __future__ import annotations
 
+import codecs
 import csv
 import hashlib
 import io
@@ -108,9 +109,9 @@ def source_kind(path: Path) -> str:
     )
 
 
-def iter_csv(stream, name: str) -> Iterator[RawItem]:
-    """Rows of a FER-2013 CSV (text stream) as items; row numbers count the header as 1."""
-    reader = csv.reader(stream)
+def iter_csv(lines, name: str) -> Iterator[RawItem]:
+    """Rows of a FER-2013 CSV (text lines) as items; row numbers count the header as 1."""
+    reader = csv.reader(lines)
     header = next(reader, None)
     if header is None:
         raise DataError(f"{name}: empty CSV (no header)")
@@ -221,22 +222,28 @@ class SourceReader:
         if self.kind == "folder":
             yield from self._folder_items(on_read)
             return
+        if self.kind == "zip":  # zipfile seeks, so hash the file in a pass of its own
+            with open(self.path, "rb") as raw:
+                self.sha256 = hashlib.file_digest(raw, "sha256").hexdigest()
+            yield from self._zip_items(on_read)
+            return
         with open(self.path, "rb") as raw:
             reader = HashingReader(raw, on_read)
             stream = io.BufferedReader(reader, buffer_size=1 << 20)
             if self.kind == "csv":
-                yield from iter_csv(io.TextIOWrapper(stream, newline=""), self.path.name)
-            elif self.kind == "tar":
-                yield from self._tar_items(stream)
+                text = io.TextIOWrapper(stream, newline="")
+                yield from iter_csv(text, self.path.name)
+                text.detach()
             else:
-                yield from self._zip_items()
+                yield from self._tar_items(stream)
             stream.read()  # hash to the end, whatever the reader left unread
             self.sha256 = reader.sha256.hexdigest()
 
     def _handle_member(self, name: str, read) -> Iterator[RawItem]:
         lower = name.lower()
         if lower.endswith(".csv") and not is_hidden(PurePosixPath(name)):
-            yield from iter_csv(io.TextIOWrapper(read(), newline=""), f"{self.path.name}:{name}")
+            with read() as member:  # archive members are not seekable: decode line by line
+                yield from iter_csv(codecs.iterdecode(member, "utf-8"), f"{self.path.name}:{name}")
             return
         item = item_for_image_path(name, b"", self.class_map)
         if item is None:
@@ -257,10 +264,12 @@ class SourceReader:
         except (tarfile.TarError, EOFError, OSError) as error:
             raise DataError(f"{self.path}: unreadable archive ({error})") from None
 
-    def _zip_items(self) -> Iterator[RawItem]:
+    def _zip_items(self, on_read) -> Iterator[RawItem]:
         try:
             with zipfile.ZipFile(self.path) as archive:
                 for info in archive.infolist():
+                    if on_read:
+                        on_read(info.compress_size)
                     if not info.is_dir():
                         yield from self._handle_member(
                             info.filename, lambda i=info: archive.open(i)

@@ -1,0 +1,233 @@
+"""Batched data augmentation as tensor ops on the training device.
+
+Per-sample Python transforms (PIL/torchvision on one image at a time) cost more than the
+forward pass of the small networks FER uses. Here every op draws its random parameters for
+the whole batch at once and applies them with a handful of tensor ops, so augmentation runs
+where the batch already is (CPU or GPU) at a few percent of a training step.
+
+Images are float tensors (N, C, H, W) in a known value range `(lo, hi)` (the trainer uses
+the normalised range of the store, so `fill=0` is the dataset mean). Every op keeps shape,
+dtype and range, and is skipped at zero strength, so an all-zero `AugmentConfig` is the
+identity. All randomness comes from one `torch.Generator`, which makes runs reproducible
+and resumable (`state_dict()`).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ferkit.config import AugmentConfig
+
+
+def _uniform(n: int, low: float, high: float, g: torch.Generator, like: torch.Tensor):
+    return torch.rand(n, generator=g, device=g.device).to(like.dtype) * (high - low) + low
+
+
+def random_crop(x: torch.Tensor, padding: int, g: torch.Generator, fill: float = 0.0):
+    """Pad every image by `padding` pixels and cut an H×W window at a random offset each."""
+    if padding <= 0:
+        return x
+    n, _, h, w = x.shape
+    padded = F.pad(x, (padding,) * 4, value=fill)
+    oy = torch.randint(0, 2 * padding + 1, (n, 1, 1), generator=g, device=g.device)
+    ox = torch.randint(0, 2 * padding + 1, (n, 1, 1), generator=g, device=g.device)
+    rows = (oy + torch.arange(h, device=g.device).view(1, h, 1)).to(x.device)
+    cols = (ox + torch.arange(w, device=g.device).view(1, 1, w)).to(x.device)
+    batch = torch.arange(n, device=x.device).view(n, 1, 1)
+    # Advanced indices around a slice put the indexed dims first: (N, H, W, C).
+    return padded[batch, :, rows, cols].permute(0, 3, 1, 2).contiguous()
+
+
+def random_flip(x: torch.Tensor, p: float, g: torch.Generator, dim: int = -1):
+    """Mirror each image along `dim` (-1 horizontal, -2 vertical) with probability p."""
+    if p <= 0:
+        return x
+    chosen = (torch.rand(len(x), generator=g, device=g.device) < p).to(x.device)
+    return torch.where(chosen.view(-1, 1, 1, 1), x.flip(dim), x)
+
+
+def affine_matrices(n: int, cfg: AugmentConfig, g: torch.Generator) -> torch.Tensor | None:
+    """(n, 2, 3) output→input maps for `F.affine_grid`, or None when every part is off.
+
+    One matrix per image composes the random resized crop (applied to every image) with
+    rotation, shear, zoom and shift (applied with probability `affine_p`), so each image
+    is resampled once, not once per op.
+    """
+    has_crop = cfg.resized_crop_scale < 1.0
+    has_affine = cfg.affine_p > 0 and (cfg.rotate or cfg.shear or cfg.zoom or cfg.shift)
+    if not (has_crop or has_affine):
+        return None
+    dev = g.device
+    theta = torch.eye(2, 3, device=dev).repeat(n, 1, 1)
+    linear = torch.eye(2, device=dev).repeat(n, 1, 1)
+    if has_affine:
+        on = (torch.rand(n, generator=g, device=dev) < cfg.affine_p).float()
+
+        def draw(limit: float) -> torch.Tensor:
+            return (torch.rand(n, generator=g, device=dev) * 2 - 1) * limit * on
+
+        angle = torch.deg2rad(draw(cfg.rotate))
+        shear = torch.tan(torch.deg2rad(draw(cfg.shear)))
+        scale = 1.0 + draw(cfg.zoom)
+        cos, sin = torch.cos(angle), torch.sin(angle)
+        rot = torch.stack([torch.stack([cos, -sin], -1), torch.stack([sin, cos], -1)], -2)
+        shear_m = torch.eye(2, device=dev).repeat(n, 1, 1)
+        shear_m[:, 0, 1] = shear
+        # Sampling the input at p / scale enlarges the content by `scale`.
+        linear = rot @ shear_m / scale.view(n, 1, 1)
+        theta[:, 0, 2] = draw(2 * cfg.shift)  # normalised coordinates span 2 per image
+        theta[:, 1, 2] = draw(2 * cfg.shift)
+    if has_crop:
+        area = torch.rand(n, generator=g, device=dev) * (1 - cfg.resized_crop_scale)
+        area = area + cfg.resized_crop_scale
+        log_ratio = (torch.rand(n, generator=g, device=dev) * 2 - 1) * math.log(4 / 3)
+        ratio = torch.exp(log_ratio)
+        cw = torch.sqrt(area * ratio).clamp(max=1.0)
+        ch = torch.sqrt(area / ratio).clamp(max=1.0)
+        cx = (torch.rand(n, generator=g, device=dev) * 2 - 1) * (1 - cw)
+        cy = (torch.rand(n, generator=g, device=dev) * 2 - 1) * (1 - ch)
+        crop = torch.diag_embed(torch.stack([cw, ch], -1))
+        theta[:, :, 2] = (crop @ theta[:, :, 2:]).squeeze(-1) + torch.stack([cx, cy], -1)
+        linear = crop @ linear
+    theta[:, :, :2] = linear
+    return theta
+
+
+def random_affine(x: torch.Tensor, cfg: AugmentConfig, g: torch.Generator, fill: float = 0.0):
+    """Random resized crop + rotation + shift + shear + zoom as one bilinear resample."""
+    theta = affine_matrices(len(x), cfg, g)
+    if theta is None:
+        return x
+    eye = torch.eye(2, 3, device=theta.device)
+    moved = (theta - eye).abs().amax(dim=(1, 2)) > 0
+    idx = moved.nonzero().squeeze(1).to(x.device)
+    if len(idx) == 0:
+        return x
+    sub = x.index_select(0, idx)
+    grid = F.affine_grid(theta[moved].to(x.device, x.dtype), list(sub.shape), align_corners=False)
+    # Resample (x - fill) with zero padding so that uncovered pixels become `fill`.
+    warped = F.grid_sample(sub - fill, grid, mode="bilinear", align_corners=False) + fill
+    return x.index_copy(0, idx, warped)
+
+
+def random_erase(
+    x: torch.Tensor, p: float, max_area: float, g: torch.Generator, value_range=(0.0, 1.0)
+):
+    """Replace a random rectangle (2 %..max_area of the image) by uniform noise, w.p. p."""
+    if p <= 0 or max_area <= 0:
+        return x
+    n, c, h, w = x.shape
+    dev = g.device
+    chosen = torch.rand(n, generator=g, device=dev) < p
+    area = (torch.rand(n, generator=g, device=dev) * (max_area - 0.02) + 0.02).clamp(min=0.0)
+    log_ratio = (torch.rand(n, generator=g, device=dev) * 2 - 1) * math.log(3.3)
+    ratio = torch.exp(log_ratio)
+    eh = torch.sqrt(area * h * w * ratio).round().clamp(1, h)
+    ew = torch.sqrt(area * h * w / ratio).round().clamp(1, w)
+    y0 = (torch.rand(n, generator=g, device=dev) * (h - eh + 1)).floor()
+    x0 = (torch.rand(n, generator=g, device=dev) * (w - ew + 1)).floor()
+    rows = torch.arange(h, device=dev).view(1, h, 1)
+    cols = torch.arange(w, device=dev).view(1, 1, w)
+    inside = (rows >= y0.view(n, 1, 1)) & (rows < (y0 + eh).view(n, 1, 1))
+    inside &= (cols >= x0.view(n, 1, 1)) & (cols < (x0 + ew).view(n, 1, 1))
+    inside &= chosen.view(n, 1, 1)
+    lo, hi = value_range
+    noise = torch.rand(x.shape, generator=g, device=dev).to(x.dtype) * (hi - lo) + lo
+    return torch.where(inside.unsqueeze(1).to(x.device), noise.to(x.device), x)
+
+
+def jitter(
+    x: torch.Tensor, brightness: float, contrast: float, g: torch.Generator, value_range=(0.0, 1.0)
+):
+    """Per-image brightness shift (± fraction of the range) and contrast scaling, clamped."""
+    if brightness <= 0 and contrast <= 0:
+        return x
+    n = len(x)
+    lo, hi = value_range
+    if contrast > 0:
+        factor = _uniform(n, 1 - contrast, 1 + contrast, g, x).view(n, 1, 1, 1).to(x.device)
+        mean = x.mean(dim=(1, 2, 3), keepdim=True)
+        x = (x - mean) * factor + mean
+    if brightness > 0:
+        delta = _uniform(n, -brightness, brightness, g, x).view(n, 1, 1, 1).to(x.device)
+        x = x + delta * (hi - lo)
+    return x.clamp(lo, hi)
+
+
+def mix(x: torch.Tensor, y: torch.Tensor, cfg: AugmentConfig, g: torch.Generator):
+    """Mixup or CutMix: (images, y_a, y_b, lam); the loss is lam·CE(y_a) + (1-lam)·CE(y_b).
+
+    With both enabled each mixed batch picks one of the two at random. lam for CutMix is
+    the exact fraction of pixels kept after clipping the box.
+    """
+    kinds = [k for k, a in (("mixup", cfg.mixup_alpha), ("cutmix", cfg.cutmix_alpha)) if a > 0]
+    if not kinds or cfg.mix_p <= 0:
+        return x, y, y, 1.0
+    draws = torch.rand(2, generator=g, device=g.device).tolist()
+    if draws[0] >= cfg.mix_p:
+        return x, y, y, 1.0
+    kind = kinds[int(draws[1] * len(kinds))]
+    alpha = cfg.mixup_alpha if kind == "mixup" else cfg.cutmix_alpha
+    # torch's Beta sampler takes no generator; a numpy one seeded from `g` keeps runs exact.
+    seed = int(torch.randint(0, 2**31 - 1, (1,), generator=g, device=g.device))
+    rng = np.random.default_rng(seed)
+    lam = float(rng.beta(alpha, alpha))
+    perm = torch.randperm(len(x), generator=g, device=g.device).to(x.device)
+    if kind == "mixup":
+        return x * lam + x[perm] * (1 - lam), y, y[perm], lam
+    h, w = x.shape[-2:]
+    cut = math.sqrt(1 - lam)
+    ch, cw = int(h * cut), int(w * cut)
+    cy, cx = int(rng.integers(h)), int(rng.integers(w))
+    y0, y1 = max(cy - ch // 2, 0), min(cy + ch // 2, h)
+    x0, x1 = max(cx - cw // 2, 0), min(cx + cw // 2, w)
+    out = x.clone()
+    out[:, :, y0:y1, x0:x1] = x[perm][:, :, y0:y1, x0:x1]
+    return out, y, y[perm], 1.0 - (y1 - y0) * (x1 - x0) / (h * w)
+
+
+class Augmenter:
+    """All augmentations of an `AugmentConfig`, applied to a batch in a fixed order.
+
+    Order: padded crop → affine (resized crop, rotate, shear, zoom, shift) → flips →
+    brightness/contrast → erasing → mixup/cutmix.
+    """
+
+    def __init__(
+        self,
+        cfg: AugmentConfig,
+        *,
+        value_range: tuple[float, float] = (0.0, 1.0),
+        fill: float = 0.0,
+        seed: int = 0,
+        device: str | torch.device = "cpu",
+    ):
+        self.cfg = cfg
+        self.value_range = (float(value_range[0]), float(value_range[1]))
+        self.fill = float(fill)
+        self.generator = torch.Generator(device=torch.device(device))
+        self.generator.manual_seed(seed)
+
+    def images(self, x: torch.Tensor) -> torch.Tensor:
+        """Every per-image op (no mixing): same shape, dtype and value range."""
+        cfg, g = self.cfg, self.generator
+        x = random_crop(x, cfg.crop_padding, g, self.fill)
+        x = random_affine(x, cfg, g, self.fill)
+        x = random_flip(x, cfg.hflip, g, dim=-1)
+        x = random_flip(x, cfg.vflip, g, dim=-2)
+        x = jitter(x, cfg.brightness, cfg.contrast, g, self.value_range)
+        return random_erase(x, cfg.erase_p, cfg.erase_max_area, g, self.value_range)
+
+    def __call__(self, x: torch.Tensor, y: torch.Tensor):
+        """(images, y_a, y_b, lam) for a training batch; lam = 1 and y_b = y_a when unmixed."""
+        return mix(self.images(x), y, self.cfg, self.generator)
+
+    def state_dict(self) -> dict:
+        return {"generator": self.generator.get_state()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.generator.set_state(state["generator"].cpu())

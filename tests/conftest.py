@@ -1,0 +1,35 @@
+"""Shared fixtures: tiny synthetic FER-like data, and the real archive where present."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from ferkit.data.sources import locate_fer2013
+
+
+def synthetic_faces(n: int, seed: int = 0) -> np.ndarray:
+    """n distinct 48×48 uint8 images with smooth structure (not blank, no two alike)."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:48, 0:48] / 47.0
+    images = []
+    for _ in range(n):
+        a, b, c, d = rng.uniform(0.5, 4.0, size=4)
+        base = np.sin(a * xx * np.pi + b) * np.cos(c * yy * np.pi + d)
+        noise = rng.normal(0, 0.15, size=(48, 48))
+        images.append(np.clip((base + noise + 1.2) * 100, 0, 255).astype(np.uint8))
+    return np.stack(images)
+
+
+@pytest.fixture
+def faces():
+    return synthetic_faces
+
+
+@pytest.fixture(scope="session")
+def fer2013_archive():
+    """Path of the real FER-2013 archive; skips the test where it is absent."""
+    path = locate_fer2013()
+    if not path.exists():
+        pytest.skip(f"FER-2013 archive not found at {path} (set FERKIT_FER2013 to its path)")
+    return path
