@@ -111,3 +111,26 @@ def data_inspect(
             chart = plot_class_distribution(opened.counts(), folder / f"{stem}_classes.png")
             grid = plot_sample_grid(opened, folder / f"{stem}_samples.png")
             typer.echo(f"wrote {chart}\nwrote {grid}")
+
+
+# ---------------------------------------------------------------- models
+@app.command("models")
+def models_list() -> None:
+    """The model zoo: each registered model's parameters and MFLOPs per 48×48 image."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from ferkit.models.registry import list_models, model_summary
+
+    table = Table(
+        title="ferkit models",
+        caption="default options, 7 classes, 1×48×48 input; FLOPs count convolutions and "
+        "matrix products, 2 per multiply-add",
+    )
+    table.add_column("name")
+    table.add_column("parameters", justify="right")
+    table.add_column("MFLOPs", justify="right")
+    for name in list_models():
+        summary = model_summary(name)
+        table.add_row(name, f"{summary['params']:,}", f"{summary['flops'] / 1e6:,.1f}")
+    Console().print(table)
