@@ -1,0 +1,64 @@
+"""Shared by the benchmark scripts: where the data is, a Markdown table, JSON results."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+RESULTS = Path(__file__).resolve().parent / "results"
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+
+from ferkit.data.sources import locate_fer2013  # noqa: E402
+
+
+def fer2013_or_exit() -> Path:
+    """The real archive, or exit 0 with the reason (benchmarks skip where data is absent)."""
+    path = locate_fer2013()
+    if not path.exists():
+        print(f"skipped: FER-2013 archive not found at {path} (set FERKIT_FER2013)")
+        sys.exit(0)
+    return path
+
+
+def best_of(fn, repeat: int = 3) -> float:
+    """Fastest wall time of `repeat` calls, in seconds (least disturbed by other load)."""
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def markdown_table(rows: list[dict]) -> str:
+    columns = list(rows[0])
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    for row in rows:
+        cells = [f"{v:,.3f}" if isinstance(v, float) else str(v) for v in row.values()]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def report(name: str, rows: list[dict], **extra) -> Path:
+    """Print the table and write benchmarks/results/<name>.json with machine facts."""
+    print(markdown_table(rows))
+    RESULTS.mkdir(exist_ok=True)
+    path = RESULTS / f"{name}.json"
+    payload = {
+        "benchmark": name,
+        "machine": {
+            "cpus": os.cpu_count(),
+            "processor": platform.processor() or platform.machine(),
+            "python": platform.python_version(),
+            "load_avg_at_end": os.getloadavg(),
+        },
+        "rows": rows,
+        **extra,
+    }
+    path.write_text(json.dumps(payload, indent=1))
+    print(f"wrote {path}")
+    return path
