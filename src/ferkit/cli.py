@@ -134,3 +134,94 @@ def models_list() -> None:
         summary = model_summary(name)
         table.add_row(name, f"{summary['params']:,}", f"{summary['flops'] / 1e6:,.1f}")
     Console().print(table)
+
+
+# ---------------------------------------------------------------- predict · demo
+@app.command("predict")
+def predict(
+    source: Annotated[
+        str | None,
+        typer.Argument(help="image, folder, glob, video, rtsp/http stream or video web page"),
+    ] = None,
+    camera: Annotated[int | None, typer.Option(help="read this webcam index instead")] = None,
+    out: Annotated[Path, typer.Option(help="folder for the outputs")] = Path("runs/predict"),
+    model: Annotated[str, typer.Option(help="shipped model name, checkpoint or run folder")] = (
+        "default"
+    ),
+    detector: Annotated[str, typer.Option(help="haar | mtcnn | yunet | none")] = "haar",
+    yunet_model: Annotated[Path | None, typer.Option(help="YuNet .onnx file (yunet)")] = None,
+    eye_check: Annotated[bool, typer.Option(help="haar: keep faces with a visible eye")] = False,
+    device: Annotated[str, typer.Option(help="cpu, cuda, cuda:1, ...")] = "cpu",
+    tracking: Annotated[bool, typer.Option(help="track faces across video frames")] = True,
+    detect_every: Annotated[int, typer.Option(help="detect on every n-th frame")] = 2,
+    min_hits: Annotated[int, typer.Option(help="report a face after k detections")] = 2,
+    max_missed: Annotated[int, typer.Option(help="keep a face for m missed detections")] = 3,
+    smoothing: Annotated[str, typer.Option(help="ema | mean | none (per track)")] = "ema",
+    window: Annotated[int, typer.Option(help="frames averaged by 'mean'")] = 5,
+    alpha: Annotated[float, typer.Option(help="weight of the newest frame in 'ema'")] = 0.4,
+    equalize: Annotated[
+        bool | None, typer.Option(help="equalise face crops (default: the model's setting)")
+    ] = None,
+    video: Annotated[bool, typer.Option(help="write annotated video / images")] = True,
+    gif: Annotated[bool, typer.Option(help="also write an animated GIF (videos)")] = False,
+    show: Annotated[bool, typer.Option(help="live window (needs a GUI build of OpenCV)")] = False,
+    max_frames: Annotated[int | None, typer.Option(help="stop after this many frames")] = None,
+) -> None:
+    """Recognise emotions in photos, folders, videos, streams or a webcam; write outputs."""
+    from rich.console import Console
+
+    from ferkit.errors import ConfigError
+    from ferkit.infer.recognizer import Recognizer
+    from ferkit.infer.smoothing import SmoothingConfig
+    from ferkit.infer.tracking import TrackingConfig
+    from ferkit.infer.writers import record
+
+    if source is None and camera is None:
+        raise ConfigError("give a SOURCE (file, folder, glob, URL) or --camera INDEX")
+    options: dict = {}
+    if detector == "yunet":
+        options["model_path"] = yunet_model
+    if detector == "haar" and eye_check:
+        options["eye_check"] = True
+    recognizer = Recognizer(
+        model,
+        detector=detector,
+        device=device,
+        smoothing=SmoothingConfig(smoothing, window=window, alpha=alpha),
+        tracking=TrackingConfig(detect_every, min_hits, max_missed) if tracking else False,
+        equalize=equalize,
+        detector_options=options,
+    )
+    summary = record(
+        recognizer, source, out, camera=camera, video=video, gif=gif, show=show,
+        max_frames=max_frames, progress=True,
+    )  # fmt: skip
+    console = Console()
+    console.print(summary.table())
+    for name, error in summary.failures:
+        console.print(f"[yellow]skipped[/] {name}: {error}")
+    console.print(f"outputs in {out}/ ({len(summary.files)} files)")
+
+
+@app.command("demo")
+def demo(
+    out: Annotated[Path, typer.Option(help="folder for the outputs")] = Path("runs/demo"),
+    model: Annotated[
+        str | None, typer.Option(help="model to show (default: the best available)")
+    ] = None,
+    detector: Annotated[str, typer.Option(help="haar | mtcnn | yunet | none")] = "haar",
+) -> None:
+    """Recognition on bundled media (a NASA portrait and a clip made from it) → runs/demo/."""
+    from rich.console import Console
+
+    from ferkit.infer.demo import run_demo
+
+    console = Console()
+    choice, photo, clip = run_demo(out, model=model, detector=detector)
+    style = "green" if choice.trained else "bold red"
+    console.print(f"[{style}]model: {choice.description}[/]")
+    console.print(photo.table(title="photo: astronaut.jpg"))
+    console.print(clip.table(title="clip generated from it"))
+    console.print(f"outputs in {out}/: " + ", ".join(
+        str(Path(f).relative_to(out)) for f in photo.files + clip.files
+    ))  # fmt: skip

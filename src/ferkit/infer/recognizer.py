@@ -1,0 +1,170 @@
+"""`Recognizer`: the one entry point for recognising emotions in images, videos and streams.
+
+    from ferkit import Recognizer
+    rec = Recognizer()                      # shipped "default" model, Haar detector, CPU
+    faces = rec.predict("photo.jpg")        # list[Face]
+    for result in rec.stream("clip.mp4"):   # FrameResult per frame, tracked and smoothed
+        ...
+
+Pipeline per frame: detect faces (every n-th frame when tracking) → IoU tracker gives
+stable ids with hysteresis → `crop_face` with the model's own `Preprocessing` → all crops
+of the frame through the classifier in one batch → per-track smoothing → `Face`s.
+Still images (a photo, a folder) skip tracking and go through the classifier in batches
+of many images.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+from ferkit.infer.backends import Classifier, load_classifier
+from ferkit.infer.faces import FaceDetector, create_detector
+from ferkit.infer.results import Face, FrameResult
+from ferkit.infer.smoothing import SmoothingConfig, TrackSmoother
+from ferkit.infer.sources import Frame, Source, load_source, read_image
+from ferkit.infer.tracking import IoUTracker, TrackingConfig
+from ferkit.preprocess import crop_face
+
+_STILLS_PER_BATCH = 32  # images of a folder detected, then classified together
+_MIN_SIDE = 8  # boxes smaller than this (after clipping to the frame) are dropped
+
+
+class Recognizer:
+    """Detect faces and recognise their emotions.
+
+    model: a shipped model name ("default", "fast", ...), a checkpoint path, a loaded
+        model or any `Classifier` (e.g. the ONNX Runtime backend).
+    detector: "haar", "mtcnn", "yunet", "none" or a `FaceDetector`; `detector_options`
+        are passed to it (e.g. {"eye_check": True} or {"model_path": "yunet.onnx"}).
+    smoothing: "ema", "mean", "none" or a `SmoothingConfig` (videos and streams only).
+    tracking: True (defaults), False (detect every frame, no ids, no smoothing) or a
+        `TrackingConfig` (detect_every, min_hits, max_missed, iou_threshold).
+    equalize: override the model's histogram-equalisation setting for live face crops.
+    """
+
+    def __init__(
+        self,
+        model="default",
+        detector: str | FaceDetector = "haar",
+        device: str = "cpu",
+        *,
+        smoothing: str | SmoothingConfig = "ema",
+        tracking: bool | TrackingConfig = True,
+        equalize: bool | None = None,
+        detector_options: dict | None = None,
+        batch_size: int = 256,
+    ) -> None:
+        self.classifier: Classifier = load_classifier(model, device=device, batch_size=batch_size)
+        if isinstance(detector, str):
+            options = dict(detector_options or {})
+            if detector == "mtcnn":
+                options.setdefault("device", device)
+            detector = create_detector(detector, **options)
+        self.detector = detector
+        prep = self.classifier.preprocessing
+        self.preprocessing = prep if equalize is None else replace(prep, equalize=equalize)
+        self.smoothing = SmoothingConfig(smoothing) if isinstance(smoothing, str) else smoothing
+        if tracking is True:
+            tracking = TrackingConfig()
+        self.tracking: TrackingConfig | None = tracking or None
+
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        return self.classifier.class_names
+
+    # ------------------------------------------------------------------ stills
+    def predict(self, image: str | Path | np.ndarray) -> list[Face]:
+        """Faces in one image (a path or a BGR/gray uint8 array); [] when there is none."""
+        if not isinstance(image, np.ndarray):
+            image = read_image(image)
+        return self.predict_batch([image])[0]
+
+    def predict_batch(self, images: Sequence[np.ndarray]) -> list[list[Face]]:
+        """Faces in each of several images; all their crops go through the model together."""
+        boxes = [self._detect(image) for image in images]
+        crops = [
+            crop_face(img, b, self.preprocessing) for img, bs in zip(images, boxes) for b in bs
+        ]
+        probs = self._classify(crops)
+        out, at = [], 0
+        for image_boxes in boxes:
+            out.append([self._face(b, probs[at + i]) for i, b in enumerate(image_boxes)])
+            at += len(image_boxes)
+        return out
+
+    # ------------------------------------------------------------------ streams
+    def stream(self, source, *, camera: int | None = None) -> Iterator[FrameResult]:
+        """Per-frame results of any source `load_source` accepts (or a `Source`)."""
+        for _, result in self.frames(source, camera=camera):
+            yield result
+
+    def frames(self, source, *, camera: int | None = None) -> Iterator[tuple[Frame, FrameResult]]:
+        """Like `stream`, with each frame's pixels (for drawing and writing video)."""
+        if not isinstance(source, Source):
+            source = load_source(source, camera=camera)
+        if source.is_video:
+            yield from self._video_frames(source)
+        else:
+            yield from self._still_frames(source)
+
+    def _still_frames(self, frames: Iterable[Frame]) -> Iterator[tuple[Frame, FrameResult]]:
+        batch: list[Frame] = []
+        for frame in frames:
+            batch.append(frame)
+            if len(batch) == _STILLS_PER_BATCH:
+                yield from self._still_batch(batch)
+                batch = []
+        yield from self._still_batch(batch)
+
+    def _still_batch(self, batch: list[Frame]) -> Iterator[tuple[Frame, FrameResult]]:
+        for frame, faces in zip(batch, self.predict_batch([f.image for f in batch]), strict=True):
+            yield frame, FrameResult(frame.index, frame.time_s, faces, source=frame.name)
+
+    def _video_frames(self, frames: Iterable[Frame]) -> Iterator[tuple[Frame, FrameResult]]:
+        if self.tracking is None:
+            for frame in frames:
+                faces = self.predict_batch([frame.image])[0]
+                yield frame, FrameResult(frame.index, frame.time_s, faces)
+            return
+        tracker, smoother = IoUTracker(self.tracking), TrackSmoother(self.smoothing)
+        for frame in frames:
+            if tracker.is_detection_frame(frame.index):
+                tracks = tracker.update(self._detect(frame.image), frame.index)
+            else:
+                tracks = tracker.predict(frame.index)
+            shape = frame.image.shape
+            kept = [(t.id, b) for t in tracks if (b := _clip(t.box, shape)) is not None]
+            probs = self._classify([crop_face(frame.image, b, self.preprocessing) for _, b in kept])
+            faces = [
+                self._face(box, smoother.update(track_id, p), track_id)
+                for (track_id, box), p in zip(kept, probs, strict=True)
+            ]
+            smoother.prune(t.id for t in tracker.tracks)
+            yield frame, FrameResult(frame.index, frame.time_s, faces)
+
+    # ------------------------------------------------------------------ steps
+    def _detect(self, image: np.ndarray) -> list[tuple[int, int, int, int]]:
+        boxes = [_clip(d.box, image.shape) for d in self.detector.detect(image)]
+        return [b for b in boxes if b is not None]
+
+    def _classify(self, crops: list[np.ndarray]) -> np.ndarray:
+        if not crops:
+            return np.zeros((0, len(self.class_names)), dtype=np.float32)
+        return self.classifier.predict_proba(np.stack(crops))
+
+    def _face(self, box, probs: np.ndarray, track_id: int | None = None) -> Face:
+        return Face.from_probs(box, probs, self.class_names, track_id)
+
+
+def _clip(box, shape) -> tuple[int, int, int, int] | None:
+    """An (x, y, w, h) box rounded and clipped to the frame; None if too little is left."""
+    x, y, w, h = (float(v) for v in box)
+    x0, y0 = max(0, round(x)), max(0, round(y))
+    x1, y1 = min(shape[1], round(x + w)), min(shape[0], round(y + h))
+    if x1 - x0 < _MIN_SIDE or y1 - y0 < _MIN_SIDE:
+        return None
+    return (x0, y0, x1 - x0, y1 - y0)

@@ -1,0 +1,151 @@
+"""Stable face ids across frames: a greedy IoU tracker with hysteresis.
+
+Why: smoothing needs to know which face is which from frame to frame, detectors fire on
+objects for a frame or two and miss real faces for a frame or two, and detecting on every
+frame is the most expensive step of the pipeline. So:
+
+- a detection is matched to the track whose predicted box overlaps it most (IoU);
+- a new track is reported only after `min_hits` consecutive detections (k), which hides
+  fleeting false detections, and is kept for up to `max_missed` detection passes without
+  a match (m), which bridges short misses;
+- the detector runs on every `detect_every`-th frame (n); in between, each track moves by
+  its estimated velocity.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from ferkit.errors import ConfigError
+
+_VELOCITY_MOMENTUM = 0.5  # weight of the newest velocity estimate
+_COAST_DAMPING = 0.5  # velocity shrinks by this factor on each missed detection pass
+
+
+@dataclass(frozen=True)
+class TrackingConfig:
+    """n = `detect_every`, k = `min_hits`, m = `max_missed` (counted in detection passes)."""
+
+    detect_every: int = 2
+    min_hits: int = 2
+    max_missed: int = 3
+    iou_threshold: float = 0.3
+
+    def __post_init__(self) -> None:
+        if self.detect_every < 1 or self.min_hits < 1 or self.max_missed < 0:
+            raise ConfigError(
+                "tracking needs detect_every >= 1, min_hits >= 1 and max_missed >= 0, got "
+                f"{self.detect_every}, {self.min_hits}, {self.max_missed}"
+            )
+        if not 0.0 < self.iou_threshold < 1.0:
+            raise ConfigError(f"iou_threshold must be in (0, 1), got {self.iou_threshold}")
+
+
+@dataclass
+class Track:
+    """One face followed over time; `box` is (x, y, w, h) as floats at frame `frame`."""
+
+    id: int
+    box: np.ndarray
+    frame: int
+    velocity: np.ndarray
+    hits: int = 1
+    missed: int = 0
+    confirmed: bool = False
+
+    def predicted(self, frame: int) -> np.ndarray:
+        return self.box + self.velocity * (frame - self.frame)
+
+
+def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Intersection over union of every (x, y, w, h) box in `a` with every one in `b`."""
+    a = np.asarray(a, dtype=np.float64).reshape(-1, 4)
+    b = np.asarray(b, dtype=np.float64).reshape(-1, 4)
+    ax0, ay0, ax1, ay1 = a[:, 0:1], a[:, 1:2], a[:, 0:1] + a[:, 2:3], a[:, 1:2] + a[:, 3:4]
+    bx0, by0, bx1, by1 = b[:, 0], b[:, 1], b[:, 0] + b[:, 2], b[:, 1] + b[:, 3]
+    iw = np.clip(np.minimum(ax1, bx1) - np.maximum(ax0, bx0), 0, None)
+    ih = np.clip(np.minimum(ay1, by1) - np.maximum(ay0, by0), 0, None)
+    inter = iw * ih
+    union = a[:, 2:3] * a[:, 3:4] + b[:, 2] * b[:, 3] - inter
+    return np.where(union > 0, inter / np.maximum(union, 1e-9), 0.0)
+
+
+class IoUTracker:
+    """Assigns ids to detections frame after frame; see the module docstring."""
+
+    def __init__(self, config: TrackingConfig | None = None) -> None:
+        self.config = config or TrackingConfig()
+        self.tracks: list[Track] = []
+        self._next_id = 1
+
+    def is_detection_frame(self, frame: int) -> bool:
+        return frame % self.config.detect_every == 0
+
+    def update(self, boxes: Sequence[Sequence[float]], frame: int) -> list[Track]:
+        """Match this frame's detections to tracks; return the tracks to report."""
+        detections = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+        predicted = np.array([t.predicted(frame) for t in self.tracks]).reshape(-1, 4)
+        pairs = _greedy_match(iou_matrix(predicted, detections), self.config.iou_threshold)
+        matched_tracks = {ti for ti, _ in pairs}
+        matched_dets = {di for _, di in pairs}
+        for ti, di in pairs:
+            self._hit(self.tracks[ti], detections[di], frame)
+        survivors = [self.tracks[ti] for ti, _ in pairs]
+        for ti, track in enumerate(self.tracks):
+            if ti in matched_tracks:
+                continue
+            track.box, track.frame = track.predicted(frame), frame
+            track.velocity = track.velocity * _COAST_DAMPING
+            track.hits, track.missed = 0, track.missed + 1
+            # Tentative tracks die on their first miss; confirmed ones coast for m passes.
+            if track.confirmed and track.missed <= self.config.max_missed:
+                survivors.append(track)
+        for di, box in enumerate(detections):
+            if di not in matched_dets:
+                survivors.append(self._new_track(box, frame))
+        self.tracks = sorted(survivors, key=lambda t: t.id)
+        return self.visible()
+
+    def predict(self, frame: int) -> list[Track]:
+        """Advance every track to `frame` without a detection; return the tracks to report."""
+        for track in self.tracks:
+            track.box, track.frame = track.predicted(frame), frame
+        return self.visible()
+
+    def visible(self) -> list[Track]:
+        return [t for t in self.tracks if t.confirmed]
+
+    def _hit(self, track: Track, box: np.ndarray, frame: int) -> None:
+        elapsed = max(frame - track.frame, 1)
+        measured = (box - track.box) / elapsed if track.missed == 0 else track.velocity
+        track.velocity = _VELOCITY_MOMENTUM * measured + (1 - _VELOCITY_MOMENTUM) * track.velocity
+        track.box, track.frame = box.copy(), frame
+        track.hits, track.missed = track.hits + 1, 0
+        track.confirmed = track.confirmed or track.hits >= self.config.min_hits
+
+    def _new_track(self, box: np.ndarray, frame: int) -> Track:
+        track = Track(self._next_id, box.copy(), frame, np.zeros(4))
+        track.confirmed = self.config.min_hits <= 1
+        self._next_id += 1
+        return track
+
+
+def _greedy_match(iou: np.ndarray, threshold: float) -> list[tuple[int, int]]:
+    """Pairs (track, detection) taken in order of decreasing IoU, each used once."""
+    pairs: list[tuple[int, int]] = []
+    if iou.size == 0:
+        return pairs
+    order = np.dstack(np.unravel_index(np.argsort(-iou, axis=None), iou.shape))[0]
+    used_t, used_d = set(), set()
+    for ti, di in order:
+        if iou[ti, di] < threshold:
+            break
+        if ti in used_t or di in used_d:
+            continue
+        pairs.append((int(ti), int(di)))
+        used_t.add(ti)
+        used_d.add(di)
+    return pairs

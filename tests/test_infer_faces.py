@@ -1,0 +1,77 @@
+"""Face detectors: Haar and MTCNN find the astronaut's face; large images; no face; errors."""
+
+import importlib.util
+
+import cv2
+import numpy as np
+import pytest
+
+from ferkit.errors import ConfigError, ModelError
+from ferkit.infer.demo import sample_image
+from ferkit.infer.faces import create_detector, downscale
+from ferkit.infer.mtcnn import nms
+from ferkit.infer.sources import read_image
+from ferkit.infer.tracking import iou_matrix
+
+# Eileen Collins' face in the bundled 400×400 portrait, measured by hand: (x, y, w, h).
+ASTRONAUT_FACE = (140, 45, 72, 90)
+HAS_FACENET = importlib.util.find_spec("facenet_pytorch") is not None
+
+
+@pytest.fixture(scope="module")
+def astronaut():
+    return read_image(sample_image())
+
+
+def _single_face_near(detections, box, min_iou=0.4):
+    assert len(detections) == 1, detections
+    assert iou_matrix([detections[0].box], [box])[0, 0] >= min_iou, detections[0].box
+
+
+def test_haar_finds_the_astronaut(astronaut):
+    _single_face_near(create_detector("haar").detect(astronaut), ASTRONAUT_FACE)
+
+
+@pytest.mark.skipif(not HAS_FACENET, reason="facenet-pytorch (MTCNN weights) not installed")
+def test_mtcnn_finds_the_astronaut(astronaut):
+    detections = create_detector("mtcnn").detect(astronaut)
+    _single_face_near(detections, ASTRONAUT_FACE)
+    assert detections[0].score > 0.9
+
+
+def test_large_image_is_downscaled_for_detection_and_boxes_scaled_back(astronaut):
+    big = cv2.resize(astronaut, (4000, 4000), interpolation=cv2.INTER_LINEAR)
+    small, factor = downscale(big, 480)
+    assert max(small.shape[:2]) == 480 and factor == pytest.approx(0.12)
+    scaled_face = tuple(v * 10 for v in ASTRONAUT_FACE)
+    _single_face_near(create_detector("haar").detect(big), scaled_face)
+
+
+@pytest.mark.parametrize("name", ["haar", *(["mtcnn"] if HAS_FACENET else [])])
+def test_no_face_gives_no_detection(name):
+    blank = np.full((240, 320, 3), 127, np.uint8)
+    assert create_detector(name).detect(blank) == []
+
+
+def test_whole_image_detector_and_gray_input(astronaut):
+    gray = cv2.cvtColor(astronaut, cv2.COLOR_BGR2GRAY)
+    assert create_detector("none").detect(gray)[0].box == (0, 0, 400, 400)
+    _single_face_near(create_detector("haar").detect(gray), ASTRONAUT_FACE)
+
+
+def test_eye_check_keeps_a_real_face(astronaut):
+    _single_face_near(create_detector("haar", eye_check=True).detect(astronaut), ASTRONAUT_FACE)
+
+
+def test_bad_detector_choices_raise_clear_errors(tmp_path):
+    with pytest.raises(ConfigError, match="unknown detector 'retina'"):
+        create_detector("retina")
+    with pytest.raises(ModelError, match="yunet.*model file"):
+        create_detector("yunet", model_path=tmp_path / "missing.onnx")
+
+
+def test_nms_union_and_min():
+    boxes = np.array([[0, 0, 10, 10, 0.9], [1, 1, 11, 11, 0.8], [50, 50, 60, 60, 0.7],
+                      [2, 2, 6, 6, 0.95]])  # fmt: skip
+    assert sorted(nms(boxes, 0.5, "union")) == [0, 2, 3]
+    assert sorted(nms(boxes, 0.5, "min")) == [2, 3]  # the small box inside absorbs box 0

@@ -1,0 +1,194 @@
+"""Recognizer end to end with a small untrained model: faces, tracking over a synthetic video,
+batching, every output file round-tripping, Ctrl-C, the CLI and the demo."""
+
+import csv
+import json
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from ferkit.errors import ModelError
+from ferkit.infer.demo import sample_image
+from ferkit.infer.recognizer import Recognizer
+from ferkit.infer.results import Face, FrameResult
+from ferkit.infer.sources import read_image
+from ferkit.infer.writers import record
+from ferkit.labels import EMOTIONS
+from ferkit.models.checkpoint import Checkpoint, save_checkpoint
+from ferkit.models.registry import create_model
+from ferkit.preprocess import Preprocessing
+
+PREP = Preprocessing(mean=0.5, std=0.25, margin=0.1)
+
+
+@pytest.fixture(scope="module")
+def model():
+    """A tiny untrained classifier: the pipeline, not the model, is under test."""
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(
+        torch.nn.Conv2d(1, 4, 5, stride=4), torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(1),
+        torch.nn.Flatten(), torch.nn.Linear(4, 7),
+    ).eval()  # fmt: skip
+    net.ferkit = Checkpoint(arch="tiny", class_names=EMOTIONS, preprocessing=PREP)
+    return net
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    """A real checkpoint file of a registered (small) architecture."""
+    torch.manual_seed(0)
+    net = create_model("mini_xception")
+    path = tmp_path_factory.mktemp("ckpt") / "m.pt"
+    return save_checkpoint(path, net, arch="mini_xception", arch_kwargs={}, preprocessing=PREP)
+
+
+@pytest.fixture(scope="module")
+def moving_face_video(tmp_path_factory):
+    """A 320×240 clip, 24 frames at 12 fps: the astronaut's head moves right and down."""
+    path = tmp_path_factory.mktemp("video") / "moving.mp4"
+    head = cv2.resize(read_image(sample_image())[20:200, 90:270], (110, 110))
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 12.0, (320, 240))
+    for i in range(24):
+        frame = np.full((240, 320, 3), (90, 120, 150), np.uint8)
+        x, y = 20 + 6 * i, 30 + 2 * i
+        frame[y : y + 110, x : x + 110] = head
+        writer.write(frame)
+    writer.release()
+    return path
+
+
+def test_predict_photo(model):
+    faces = Recognizer(model).predict(sample_image())
+    assert len(faces) == 1
+    face = faces[0]
+    assert set(face.probs) == set(EMOTIONS)
+    assert sum(face.probs.values()) == pytest.approx(1.0)
+    assert face.label == max(face.probs, key=face.probs.get) and face.track_id is None
+    again = Face.from_dict(json.loads(json.dumps(face.to_dict())))
+    assert again.box == face.box and again.label == face.label
+
+
+def test_no_face_is_an_empty_result(model):
+    assert Recognizer(model).predict(np.full((200, 300, 3), 255, np.uint8)) == []
+
+
+def test_checkpoint_path_and_missing_model(checkpoint):
+    from ferkit.models.checkpoint import load_model
+
+    image = read_image(sample_image())
+    from_file = Recognizer(checkpoint).predict(image)[0].probs
+    in_memory = Recognizer(load_model(checkpoint)).predict(image)[0].probs
+    assert from_file == pytest.approx(in_memory, abs=1e-6)
+    with pytest.raises(ModelError, match="no-such-model"):
+        Recognizer("no-such-model")
+
+
+def test_faces_of_many_images_go_through_the_model_in_one_batch(model, tmp_path):
+    calls = []
+
+    class Counting:
+        class_names, preprocessing = EMOTIONS, PREP
+
+        def predict_proba(self, faces):
+            calls.append(len(faces))
+            return np.full((len(faces), 7), 1 / 7, np.float32)
+
+    for i in range(5):
+        cv2.imwrite(str(tmp_path / f"{i}.jpg"), read_image(sample_image()))
+    results = list(Recognizer(Counting()).stream(tmp_path))
+    assert [len(r.faces) for r in results] == [1] * 5
+    assert calls == [5]
+
+
+def test_moving_face_keeps_one_track_id(model, moving_face_video):
+    results = list(Recognizer(model).stream(moving_face_video))
+    assert len(results) == 24
+    ids = {face.track_id for r in results for face in r.faces}
+    assert ids == {1}
+    # Reported from the second detection on (k = 2 hits) and on every frame after that.
+    assert all(len(r.faces) == 1 for r in results[3:])
+    assert results[5].time_s == pytest.approx(5 / 12)
+
+
+def test_equalize_overrides_the_model_setting(model):
+    assert Recognizer(model, equalize=True).preprocessing.equalize is True
+    assert Recognizer(model).preprocessing.equalize is False
+
+
+def test_video_outputs_round_trip(model, moving_face_video, tmp_path):
+    summary = record(Recognizer(model), moving_face_video, tmp_path, gif=True)
+    assert summary.frames == 24 and not summary.interrupted
+    video = cv2.VideoCapture(str(tmp_path / "moving_annotated.mp4"))
+    assert int(video.get(cv2.CAP_PROP_FRAME_COUNT)) == 24
+    with open(tmp_path / "faces.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) == summary.faces
+    assert {r["track_id"] for r in rows} == {"1"}
+    assert sum(float(rows[0][f"p_{e}"]) for e in EMOTIONS) == pytest.approx(1.0, abs=1e-4)
+    lines = (tmp_path / "frames.jsonl").read_text().splitlines()
+    results = [FrameResult.from_dict(json.loads(line)) for line in lines]
+    assert [r.index for r in results] == list(range(24))
+    assert sum(len(r.faces) for r in results) == summary.faces
+    saved = json.loads((tmp_path / "summary.json").read_text())
+    assert saved["tracks"][0]["track_id"] == 1 and saved["frames"] == 24
+    assert sum(saved["tracks"][0]["share"].values()) == pytest.approx(1.0, abs=1e-3)
+    from PIL import Image
+
+    with Image.open(tmp_path / "moving.gif") as gif:
+        assert gif.n_frames == 24  # 12 fps rounds to a step of 1 under the 10 fps cap
+    assert (tmp_path / "timeline.png").stat().st_size > 0
+    assert not list(tmp_path.glob("*.part*"))
+
+
+def test_ctrl_c_keeps_what_was_written(model, moving_face_video, tmp_path):
+    recognizer = Recognizer(model)
+    frames = recognizer.frames
+
+    def interrupted(source):
+        for i, item in enumerate(frames(source)):
+            if i == 5:
+                raise KeyboardInterrupt
+            yield item
+
+    recognizer.frames = interrupted
+    summary = record(recognizer, moving_face_video, tmp_path)
+    assert summary.interrupted and summary.frames == 5
+    assert len((tmp_path / "frames.jsonl").read_text().splitlines()) == 5
+    video = cv2.VideoCapture(str(tmp_path / "moving_annotated.mp4"))
+    assert int(video.get(cv2.CAP_PROP_FRAME_COUNT)) == 5
+    assert json.loads((tmp_path / "summary.json").read_text())["interrupted"] is True
+
+
+def _cli(capsys, *args):
+    """Run the CLI in-process as `python -m ferkit` would; (exit code, stdout, stderr)."""
+    from ferkit.cli import app
+
+    with pytest.raises(SystemExit) as exit_info:
+        app(args=[str(a) for a in args], prog_name="ferkit")
+    captured = capsys.readouterr()
+    return exit_info.value.code or 0, captured.out, captured.err
+
+
+def test_cli_predict_folder_lists_failures(checkpoint, tmp_path, capsys):
+    images = tmp_path / "images"
+    images.mkdir()
+    cv2.imwrite(str(images / "astronaut.jpg"), read_image(sample_image()))
+    (images / "broken.png").write_bytes(b"junk")
+    out = tmp_path / "out"
+    code, stdout, stderr = _cli(capsys, "predict", images, "--out", out, "--model", checkpoint)
+    assert code == 0, stderr
+    assert "broken.png" in stdout and "astronaut.jpg" in stdout
+    assert (out / "annotated" / "0000_astronaut.jpg").is_file()
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["images"][0]["faces"] == 1 and summary["failures"][0]["file"].endswith("png")
+
+
+def test_cli_predict_bad_input_is_one_line_error(tmp_path, checkpoint, capsys):
+    missing = tmp_path / "nope.mp4"
+    code, _, stderr = _cli(capsys, "predict", missing, "--model", checkpoint)
+    assert code == 1
+    assert stderr.strip().splitlines() == [
+        f"ferkit: error: no such file or folder: {tmp_path / 'nope.mp4'}"
+    ]

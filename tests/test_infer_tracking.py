@@ -1,0 +1,68 @@
+"""IoU tracker: stable ids, hysteresis (k hits to appear, m misses to vanish), detect-every-n."""
+
+import numpy as np
+import pytest
+
+from ferkit.errors import ConfigError
+from ferkit.infer.tracking import IoUTracker, TrackingConfig, iou_matrix
+
+
+def test_iou_matrix_values():
+    a = np.array([[0, 0, 10, 10]])
+    b = np.array([[0, 0, 10, 10], [5, 0, 10, 10], [20, 20, 5, 5]])
+    np.testing.assert_allclose(iou_matrix(a, b), [[1.0, 50 / 150, 0.0]])
+    assert iou_matrix(np.zeros((0, 4)), b).shape == (0, 3)
+
+
+def test_moving_face_keeps_one_id_and_new_face_gets_another():
+    tracker = IoUTracker(TrackingConfig(detect_every=1, min_hits=2, max_missed=2))
+    ids = set()
+    for frame in range(30):
+        boxes = [(10 + 4 * frame, 50, 80, 80)]
+        if frame >= 10:
+            boxes.append((400, 300 - 2 * frame, 60, 60))
+        visible = tracker.update(boxes, frame)
+        if frame >= 12:
+            assert len(visible) == 2
+        ids.update(t.id for t in visible)
+    assert ids == {1, 2}
+
+
+def test_hysteresis_hides_fleeting_detections_and_bridges_short_misses():
+    tracker = IoUTracker(TrackingConfig(detect_every=1, min_hits=3, max_missed=2))
+    face = (100, 100, 50, 50)
+    assert tracker.update([face], 0) == []  # 1 hit: not yet
+    assert tracker.update([face], 1) == []  # 2 hits: not yet
+    assert [t.id for t in tracker.update([face], 2)] == [1]  # k = 3 hits: reported
+    # A detection on an object for one frame never shows up.
+    assert [t.id for t in tracker.update([face, (300, 10, 40, 40)], 3)] == [1]
+    assert [t.id for t in tracker.update([face], 4)] == [1]
+    # Two missed detections are bridged (m = 2), the third ends the track.
+    assert [t.id for t in tracker.update([], 5)] == [1]
+    assert [t.id for t in tracker.update([], 6)] == [1]
+    assert tracker.update([], 7) == []
+    assert tracker.tracks == []
+
+
+def test_detect_every_n_predicts_boxes_in_between():
+    config = TrackingConfig(detect_every=3, min_hits=1, max_missed=1)
+    tracker = IoUTracker(config)
+    positions = {}
+    for frame in range(12):
+        x = 10.0 * frame
+        if tracker.is_detection_frame(frame):
+            visible = tracker.update([(x, 0, 60, 60)], frame)
+        else:
+            visible = tracker.predict(frame)
+        assert [t.id for t in visible] == [1]
+        positions[frame] = visible[0].box[0]
+    # After two detection passes the velocity estimate follows the motion.
+    assert abs(positions[10] - 100.0) < 10.0
+    assert abs(positions[11] - 110.0) < 10.0
+
+
+def test_tracking_config_validates():
+    with pytest.raises(ConfigError):
+        TrackingConfig(detect_every=0)
+    with pytest.raises(ConfigError):
+        TrackingConfig(iou_threshold=1.5)
