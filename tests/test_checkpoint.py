@@ -135,6 +135,12 @@ def test_foreign_files_are_rejected(tmp_path, trained):
     torch.save(trained[0].state_dict(), state_dict_only)
     with pytest.raises(ModelError, match="weights.pt: not a ferkit checkpoint"):
         load_checkpoint(state_dict_only)
+    newer = tmp_path / "newer.pt"
+    torch.save(
+        {"format": "ferkit-checkpoint", "version": 2, "arch": "vgg", "state_dict": {}}, newer
+    )
+    with pytest.raises(ModelError, match="newer.pt: checkpoint format version 2"):
+        load_checkpoint(newer)
     other = tmp_path / "model.onnx"
     other.write_bytes(b"onnx")
     with pytest.raises(ModelError, match="unknown checkpoint type '.onnx'"):

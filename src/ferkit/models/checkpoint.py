@@ -214,9 +214,10 @@ def _read_safetensors(path: Path) -> dict:
         raise ModelError(f"{path}: safetensors file without ferkit metadata (not a ferkit model)")
     try:
         data = {name: json.loads(header[name]) for name in _META_FIELDS if name in header}
-    except json.JSONDecodeError as error:
+        version = int(header.get("version", ""))
+    except ValueError as error:  # json.JSONDecodeError is a ValueError
         raise ModelError(f"{path}: corrupt metadata ({_first_line(error)})") from error
-    return {**data, "version": int(header.get("version", 0)), "state_dict": state}
+    return {**data, "version": version, "state_dict": state}
 
 
 def load_checkpoint(path: str | Path) -> Checkpoint:
@@ -233,10 +234,10 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
         raise ModelError(
             f"{path}: unknown checkpoint type {suffix!r}; expected .pt or .safetensors"
         )
-    if data.get("version", 0) > VERSION:
+    version = data.get("version")
+    if not isinstance(version, int) or version > VERSION:
         raise ModelError(
-            f"{path}: checkpoint format {data['version']} is newer than this ferkit "
-            f"reads ({VERSION}); upgrade ferkit"
+            f"{path}: checkpoint format version {version!r}; this ferkit reads up to {VERSION}"
         )
     if not isinstance(data.get("arch"), str) or not isinstance(data.get("state_dict"), dict):
         raise ModelError(f"{path}: checkpoint lacks its architecture name or weights")

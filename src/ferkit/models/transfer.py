@@ -106,7 +106,8 @@ def _read_state_dict(path: Path) -> dict[str, Tensor]:
         else:
             state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # any failure to read means the file is unusable
-        raise ModelError(f"{path}: cannot read pretrained weights ({error})") from error
+        detail = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        raise ModelError(f"{path}: cannot read pretrained weights ({detail})") from error
     for wrapper in ("state_dict", "model"):  # training scripts often nest the weights
         if isinstance(state, dict) and isinstance(state.get(wrapper), dict):
             state = state[wrapper]
