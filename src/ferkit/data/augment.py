@@ -132,9 +132,9 @@ def random_erase(
     x0 = (torch.rand(n, generator=g, device=dev) * (w - ew + 1)).floor()
     rows = torch.arange(h, device=dev).view(1, h, 1)
     cols = torch.arange(w, device=dev).view(1, 1, w)
-    inside = (rows >= y0.view(n, 1, 1)) & (rows < (y0 + eh).view(n, 1, 1))
-    inside &= (cols >= x0.view(n, 1, 1)) & (cols < (x0 + ew).view(n, 1, 1))
-    inside &= chosen.view(n, 1, 1)
+    in_rows = (rows >= y0.view(n, 1, 1)) & (rows < (y0 + eh).view(n, 1, 1))
+    in_cols = (cols >= x0.view(n, 1, 1)) & (cols < (x0 + ew).view(n, 1, 1))
+    inside = in_rows & in_cols & chosen.view(n, 1, 1)
     lo, hi = value_range
     noise = torch.rand(x.shape, generator=g, device=dev).to(x.dtype) * (hi - lo) + lo
     return torch.where(inside.unsqueeze(1).to(x.device), noise.to(x.device), x)

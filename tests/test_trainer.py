@@ -1,0 +1,215 @@
+"""The training loop on tiny synthetic stores: it learns, resumes exactly, writes a
+self-describing run folder, stops early, and the CLI drives it."""
+
+from __future__ import annotations
+
+import csv
+import subprocess
+import sys
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from ferkit.cli import app
+from ferkit.config import SchedulerConfig, TrainConfig, apply_overrides, load_config
+from ferkit.data.store import open_store
+from ferkit.errors import ConfigError
+from ferkit.models.checkpoint import load_checkpoint, load_model
+from ferkit.train.schedule import EarlyStopping, LRSchedule
+from ferkit.train.trainer import class_weights, resolve_amp, train
+from synthetic_train import learnable_store
+
+TIMING = ("images_per_s", "seconds")
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """One torch thread: on a shared 2-core machine it is faster and the runs stay exact."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    return learnable_store(tmp_path_factory.mktemp("data") / "stripes.h5", per_class=(16, 6, 1))
+
+
+def config(store, out, **overrides) -> TrainConfig:
+    base = {
+        "data.path": str(store),
+        "out": str(out),
+        "model.name": "mini_xception",
+        "batch_size": 16,
+        "optim.name": "adamw",
+        "optim.lr": 0.005,
+        "log.progress": False,
+    }
+    return apply_overrides(TrainConfig(), {**base, **overrides})
+
+
+def test_learns_a_learnable_dataset_and_writes_the_run_folder(store, tmp_path):
+    cfg = config(store, tmp_path / "run", epochs=8, **{"sched.warmup_epochs": 0.0})
+    result = train(cfg)
+    assert result.best_val_acc >= 0.9, [s.val_acc for s in result.history]
+    assert result.history[-1].train_loss < result.history[0].train_loss
+    run = tmp_path / "run"
+    for name in ("config.yaml", "metrics.csv", "curves.png", "best.pt", "last.pt"):
+        assert (run / name).is_file(), name
+    assert load_config(run / "config.yaml") == cfg
+    with open(run / "metrics.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [int(r["epoch"]) for r in rows] == list(range(1, 9))
+    assert set(rows[0]) == {"epoch", "lr", "train_loss", "train_acc", "val_loss", "val_acc",
+                            "images_per_s", "seconds"}  # fmt: skip
+    assert float(rows[result.best_epoch - 1]["val_acc"]) == pytest.approx(result.best_val_acc)
+
+
+def test_best_checkpoint_rebuilds_its_model_alone(store, tmp_path):
+    cfg = config(store, tmp_path / "run", epochs=1, **{"model.args.dropout": 0.1})
+    result = train(cfg)
+    model = load_model(tmp_path / "run" / "best.pt")
+    checkpoint = load_checkpoint(tmp_path / "run" / "best.pt")
+    assert checkpoint.arch == "mini_xception" and checkpoint.arch_kwargs == {"dropout": 0.1}
+    assert checkpoint.epoch == 1 and checkpoint.config == cfg.to_dict()
+    with open_store(store) as opened:
+        assert checkpoint.preprocessing == opened.preprocessing()
+        assert checkpoint.class_names == opened.class_names
+    x = torch.randn(5, 1, 48, 48)
+    result.model.eval()
+    with torch.no_grad():
+        assert torch.allclose(model(x), result.model(x), atol=1e-5)
+
+
+def test_interrupted_and_resumed_run_equals_an_uninterrupted_one(store, tmp_path):
+    overrides = {
+        "epochs": 3,
+        "ema_decay": 0.9,
+        "grad_clip": 5.0,
+        "label_smoothing": 0.1,
+        "model.args.dropout": 0.2,
+        "augment.mixup_alpha": 0.4,
+        "augment.erase_p": 0.5,
+        "data.subset": 56,
+    }
+    whole = train(config(store, tmp_path / "whole", **overrides))
+    first = train(config(store, tmp_path / "split", **overrides), on_epoch=lambda s: s.epoch == 2)
+    assert first.epochs == 2
+    resumed = train(config(store, tmp_path / "split", **overrides), resume=True)
+    assert resumed.epochs == 3
+    a = load_checkpoint(tmp_path / "whole" / "last.pt")
+    b = load_checkpoint(tmp_path / "split" / "last.pt")
+    for key, value in a.state_dict.items():
+        assert torch.equal(value, b.state_dict[key]), key
+    for key, value in a.train_state["model"].items():
+        assert torch.equal(value, b.train_state["model"][key]), key
+    for x, y in zip(whole.history, resumed.history, strict=True):
+        assert {k: v for k, v in x.to_dict().items() if k not in TIMING} == {
+            k: v for k, v in y.to_dict().items() if k not in TIMING
+        }
+
+
+def test_run_folder_guards(store, tmp_path):
+    with pytest.raises(ConfigError, match="cannot resume"):
+        train(config(store, tmp_path / "new", epochs=1), resume=True)
+    train(config(store, tmp_path / "used", epochs=1, **{"data.subset": 14}))
+    with pytest.raises(ConfigError, match="already holds a run"):
+        train(config(store, tmp_path / "used", epochs=1, **{"data.subset": 14}))
+    # A finished run resumes to no further epochs.
+    again = train(config(store, tmp_path / "used", epochs=1, **{"data.subset": 14}), resume=True)
+    assert again.epochs == 1
+
+
+def test_early_stopping_stops_after_patience(store, tmp_path):
+    cfg = config(store, tmp_path / "run", epochs=6, patience=1, **{"optim.lr": 0.0})
+    result = train(cfg)
+    assert result.stopped_early and result.epochs < 6
+    assert result.epochs == result.best_epoch + 1
+    stopper = EarlyStopping(patience=2)
+    assert [stopper.update(v, e) for e, v in enumerate([0.5, 0.6, 0.6, 0.55])] == [
+        True, True, False, False,
+    ]  # fmt: skip
+    assert stopper.should_stop and stopper.best_epoch == 1
+
+
+def test_schedules():
+    params = [torch.nn.Parameter(torch.zeros(1))]
+
+    def lrs(cfg, epochs=4, steps=5, metric=None):
+        optimizer = torch.optim.SGD(params, lr=0.1)
+        schedule = LRSchedule(optimizer, cfg, epochs=epochs, steps_per_epoch=steps, base_lr=0.1)
+        seen = []
+        for epoch in range(epochs):
+            for _ in range(steps):
+                seen.append(schedule.lr)
+                optimizer.step()
+                schedule.step_batch()
+            schedule.step_epoch(metric if metric is not None else epoch)
+        return seen
+
+    cosine = lrs(SchedulerConfig(name="cosine", warmup_epochs=1, min_lr_ratio=0.01))
+    assert cosine[:5] == sorted(cosine[:5]) and cosine[4] == pytest.approx(0.1)
+    assert cosine[5:] == sorted(cosine[5:], reverse=True) and cosine[-1] < 0.01
+    onecycle = lrs(SchedulerConfig(name="onecycle", pct_start=0.25))
+    assert max(onecycle) == pytest.approx(0.1) and onecycle[-1] < 1e-3
+    step = lrs(SchedulerConfig(name="step", step_size=2, gamma=0.5))
+    assert step[0] == 0.1 and step[-1] == pytest.approx(0.05)
+    plateau = lrs(SchedulerConfig(name="plateau", patience=0, factor=0.5), metric=0.3)
+    assert plateau[-1] < plateau[0]
+
+
+def test_class_weights_and_amp_choice():
+    counts = torch.tensor([10, 0, 30])
+    balanced = class_weights(counts, "balanced")
+    assert balanced.tolist() == pytest.approx([2.0, 0.0, 2 / 3])
+    assert class_weights(counts, "sqrt").tolist() == pytest.approx([2**0.5, 0.0, (2 / 3) ** 0.5])
+    assert class_weights(counts, "none") is None
+    cpu = torch.device("cpu")
+    assert resolve_amp("off", cpu) is None
+    assert resolve_amp("bf16", cpu) is torch.bfloat16
+    assert resolve_amp("auto", cpu) in (None, torch.bfloat16)
+
+
+def test_bf16_autocast_and_class_weights_run(store, tmp_path):
+    cfg = config(
+        store, tmp_path / "run", epochs=1, amp="bf16", class_weights="balanced",
+        **{"sched.name": "onecycle", "data.subset": 28},
+    )  # fmt: skip
+    result = train(cfg)
+    assert result.amp == "bfloat16" and result.epochs == 1
+    assert torch.isfinite(torch.tensor(result.history[0].train_loss))
+
+
+def test_cli_train_resume_and_config_round_trip(store, tmp_path):
+    runner = CliRunner()
+    out = tmp_path / "cli"
+    args = ["train", "--model", "mini_xception", "--data", str(store), "--out", str(out),
+            "--epochs", "1", "--batch-size", "16", "--subset", "28", "--lr", "0.01",
+            "--set", "log.progress=false", "--set", "optim.name=adamw"]  # fmt: skip
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "best val accuracy" in result.output
+    saved = load_config(out / "config.yaml")
+    assert saved.data.subset == 28 and saved.optim.lr == 0.01 and saved.optim.name == "adamw"
+    # The saved config trains again as is, and --resume picks up the run's own config.
+    again = runner.invoke(app, ["train", "--config", str(out / "config.yaml"), "--overwrite"])
+    assert again.exit_code == 0, again.output
+    assert load_config(out / "config.yaml") == saved
+    resumed = runner.invoke(app, ["train", "--out", str(out), "--resume", "--epochs", "2"])
+    assert resumed.exit_code == 0, resumed.output
+    assert load_checkpoint(out / "last.pt").epoch == 2
+
+
+def test_cli_reports_config_errors_on_one_line(store, tmp_path):
+    failed = subprocess.run(
+        [sys.executable, "-m", "ferkit", "train", "--data", str(store), "--out", str(tmp_path),
+         "--set", "optim.lrr=1"],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert failed.returncode == 1
+    assert failed.stderr.strip().splitlines() == [
+        "ferkit: error: unknown config key 'optim.lrr'; did you mean 'optim.lr'? (valid: beta1, "
+        "beta2, lr, momentum, name, nesterov, weight_decay)"
+    ]
