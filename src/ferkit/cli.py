@@ -225,3 +225,58 @@ def demo(
     console.print(f"outputs in {out}/: " + ", ".join(
         str(Path(f).relative_to(out)) for f in photo.files + clip.files
     ))  # fmt: skip
+
+
+# ---------------------------------------------------------------- train
+@app.command("train")
+def train_command(
+    model: Annotated[str | None, typer.Option(help="model name (see `ferkit models`)")] = None,
+    data: Annotated[Path | None, typer.Option(help="HDF5 store (ferkit data prepare)")] = None,
+    out: Annotated[Path | None, typer.Option(help="run folder, e.g. runs/vgg1")] = None,
+    config: Annotated[
+        Path | None, typer.Option(help="YAML config (e.g. a run's config.yaml); flags override it")
+    ] = None,
+    epochs: Annotated[int | None, typer.Option(help="number of epochs")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="batch size per process")] = None,
+    lr: Annotated[float | None, typer.Option(help="peak learning rate")] = None,
+    subset: Annotated[int | None, typer.Option(help="train on a stratified subset")] = None,
+    device: Annotated[str | None, typer.Option(help="auto | cpu | cuda | cuda:N")] = None,
+    amp: Annotated[str | None, typer.Option(help="auto | bf16 | fp16 | off")] = None,
+    seed: Annotated[int | None, typer.Option(help="random seed")] = None,
+    overrides: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="key=value (repeatable), e.g. --set optim.name=adamw"),
+    ] = None,
+    resume: Annotated[bool, typer.Option(help="continue the run in --out from last.pt")] = False,
+    overwrite: Annotated[bool, typer.Option(help="start afresh in a used --out")] = False,
+) -> None:
+    """Train a model; writes config.yaml, metrics.csv, curves.png, best.pt, last.pt.
+
+    Precedence: defaults < --config < flags < --set. `--resume` without --config reuses
+    the run folder's config.yaml. Under `torchrun --nproc_per_node N -m ferkit train ...`
+    every process trains its shard (DDP) and rank 0 writes the run folder.
+    """
+    import logging
+    import os
+
+    from ferkit.config import TrainConfig, apply_overrides, load_config
+    from ferkit.train.trainer import train
+
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    if config is None and resume and out is not None and (out / "config.yaml").exists():
+        config = out / "config.yaml"
+    base = load_config(config) if config is not None else TrainConfig()
+    flags = {
+        "model.name": model, "data.path": data, "out": out, "epochs": epochs,
+        "batch_size": batch_size, "optim.lr": lr, "data.subset": subset, "device": device,
+        "amp": amp, "seed": seed,
+    }  # fmt: skip
+    chosen = {k: str(v) if isinstance(v, Path) else v for k, v in flags.items() if v is not None}
+    resolved = apply_overrides(apply_overrides(base, chosen), overrides or [])
+    result = train(resolved, resume=resume, overwrite=overwrite)
+    if int(os.environ.get("RANK", "0")) == 0:
+        typer.echo(
+            f"best val accuracy {result.best_val_acc:.2%} at epoch {result.best_epoch} "
+            f"({result.epochs} epochs{', stopped early' if result.stopped_early else ''}); "
+            f"run folder {result.run_dir}"
+        )
