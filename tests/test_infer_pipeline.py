@@ -106,7 +106,7 @@ def test_moving_face_keeps_one_track_id(model, moving_face_video):
     results = list(Recognizer(model).stream(moving_face_video))
     assert len(results) == 24
     ids = {face.track_id for r in results for face in r.faces}
-    assert ids == {1}
+    assert len(ids) == 1  # (ids of tentative tracks that never got reported are skipped)
     # Reported from the second detection on (k = 2 hits) and on every frame after that.
     assert all(len(r.faces) == 1 for r in results[3:])
     assert results[5].time_s == pytest.approx(5 / 12)
@@ -125,14 +125,14 @@ def test_video_outputs_round_trip(model, moving_face_video, tmp_path):
     with open(tmp_path / "faces.csv", newline="") as handle:
         rows = list(csv.DictReader(handle))
     assert len(rows) == summary.faces
-    assert {r["track_id"] for r in rows} == {"1"}
+    assert len({r["track_id"] for r in rows}) == 1
     assert sum(float(rows[0][f"p_{e}"]) for e in EMOTIONS) == pytest.approx(1.0, abs=1e-4)
     lines = (tmp_path / "frames.jsonl").read_text().splitlines()
     results = [FrameResult.from_dict(json.loads(line)) for line in lines]
     assert [r.index for r in results] == list(range(24))
     assert sum(len(r.faces) for r in results) == summary.faces
     saved = json.loads((tmp_path / "summary.json").read_text())
-    assert saved["tracks"][0]["track_id"] == 1 and saved["frames"] == 24
+    assert len(saved["tracks"]) == 1 and saved["frames"] == 24
     assert sum(saved["tracks"][0]["share"].values()) == pytest.approx(1.0, abs=1e-3)
     from PIL import Image
 

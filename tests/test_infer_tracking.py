@@ -44,6 +44,16 @@ def test_hysteresis_hides_fleeting_detections_and_bridges_short_misses():
     assert tracker.tracks == []
 
 
+def test_a_new_face_is_checked_every_frame_and_survives_one_miss():
+    tracker = IoUTracker(TrackingConfig(detect_every=3, min_hits=2))
+    face = (100, 100, 50, 50)
+    assert tracker.update([face], 0) == []
+    assert tracker.is_detection_frame(1)  # a tentative track is confirmed without waiting n
+    assert tracker.update([], 1) == []  # the detector flickered: forgiven once
+    assert [t.id for t in tracker.update([face], 2)] == [1]
+    assert not tracker.is_detection_frame(4) and tracker.is_detection_frame(6)
+
+
 def test_detect_every_n_predicts_boxes_in_between():
     config = TrackingConfig(detect_every=3, min_hits=1, max_missed=1)
     tracker = IoUTracker(config)

@@ -153,12 +153,22 @@ def predict(
     eye_check: Annotated[bool, typer.Option(help="haar: keep faces with a visible eye")] = False,
     device: Annotated[str, typer.Option(help="cpu, cuda, cuda:1, ...")] = "cpu",
     tracking: Annotated[bool, typer.Option(help="track faces across video frames")] = True,
-    detect_every: Annotated[int, typer.Option(help="detect on every n-th frame")] = 2,
-    min_hits: Annotated[int, typer.Option(help="report a face after k detections")] = 2,
-    max_missed: Annotated[int, typer.Option(help="keep a face for m missed detections")] = 3,
+    detect_every: Annotated[
+        int | None, typer.Option(help="detect on every n-th frame [default: 3]")
+    ] = None,
+    min_hits: Annotated[
+        int | None, typer.Option(help="report a face after k detections [default: 2]")
+    ] = None,
+    max_missed: Annotated[
+        int | None, typer.Option(help="keep a face for m missed detections [default: 2]")
+    ] = None,
     smoothing: Annotated[str, typer.Option(help="ema | mean | none (per track)")] = "ema",
-    window: Annotated[int, typer.Option(help="frames averaged by 'mean'")] = 5,
-    alpha: Annotated[float, typer.Option(help="weight of the newest frame in 'ema'")] = 0.4,
+    window: Annotated[int | None, typer.Option(help="frames averaged by 'mean' [default: 5]")] = (
+        None
+    ),
+    alpha: Annotated[
+        float | None, typer.Option(help="weight of the newest frame in 'ema' [default: 0.4]")
+    ] = None,
     equalize: Annotated[
         bool | None, typer.Option(help="equalise face crops (default: the model's setting)")
     ] = None,
@@ -183,12 +193,17 @@ def predict(
         options["model_path"] = yunet_model
     if detector == "haar" and eye_check:
         options["eye_check"] = True
+
+    def given(**values):  # options left out keep the config's defaults
+        return {k: v for k, v in values.items() if v is not None}
+
+    track = given(detect_every=detect_every, min_hits=min_hits, max_missed=max_missed)
     recognizer = Recognizer(
         model,
         detector=detector,
         device=device,
-        smoothing=SmoothingConfig(smoothing, window=window, alpha=alpha),
-        tracking=TrackingConfig(detect_every, min_hits, max_missed) if tracking else False,
+        smoothing=SmoothingConfig(smoothing, **given(window=window, alpha=alpha)),
+        tracking=TrackingConfig(**track) if tracking else False,
         equalize=equalize,
         detector_options=options,
     )
@@ -280,3 +295,193 @@ def train_command(
             f"({result.epochs} epochs{', stopped early' if result.stopped_early else ''}); "
             f"run folder {result.run_dir}"
         )
+
+
+# ---------------------------------------------------------------- evaluate · explain · compare
+@app.command("evaluate")
+def evaluate_cmd(
+    models: Annotated[
+        list[str],
+        typer.Argument(help="run folders, checkpoints, ONNX files or shipped names (>1: ensemble)"),
+    ],
+    data: Annotated[Path, typer.Option(help="HDF5 store")] = Path("data/fer2013.h5"),
+    split: Annotated[
+        str, typer.Option(help="test (PrivateTest, for reporting) | val | train")
+    ] = "test",
+    folder: Annotated[
+        Path | None, typer.Option(help="evaluate a labelled folder (class subfolders) instead")
+    ] = None,
+    detect: Annotated[bool, typer.Option(help="--folder: detect and crop faces")] = True,
+    detector: Annotated[str, typer.Option(help="--folder: haar | mtcnn | yunet")] = "haar",
+    class_map: Annotated[
+        list[str] | None, typer.Option(help="--folder: rename a class folder old=new")
+    ] = None,
+    tta: Annotated[str, typer.Option(help="none | flip | tencrop | flip+tencrop")] = "none",
+    out: Annotated[
+        Path | None, typer.Option(help="report folder (default: the run folder)")
+    ] = None,
+    calibrate: Annotated[bool, typer.Option(help="fit a temperature on val")] = True,
+    save_temperature: Annotated[
+        bool, typer.Option(help="store that temperature in each checkpoint")
+    ] = True,
+    explain: Annotated[int, typer.Option(help="Grad-CAM for K misclassified faces")] = 0,
+    device: Annotated[str, typer.Option(help="cpu, cuda, cuda:1, ...")] = "cpu",
+    batch_size: Annotated[int, typer.Option(help="faces per forward pass")] = 256,
+) -> None:
+    """Accuracy, per-class P/R/F1, confusion, calibration, TTA and ensembles → report folder."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from ferkit.evaluate import evaluate
+    from ferkit.labels import parse_class_map
+
+    result = evaluate(
+        models, data=data, split=split, folder=folder, detector=detector if detect else None,
+        class_map=parse_class_map(class_map or []), tta=tta, out=out, calibrate=calibrate,
+        save_temperature=save_temperature, explain=explain, device=device,
+        batch_size=batch_size,
+    )  # fmt: skip
+    report = result.report
+    table = Table(title=f"{report['protocol']['reported_on']}, TTA {tta}")
+    for column in ("model", "accuracy [95% CI]", "macro-F1", "ECE", "ECE after T", "crops/s"):
+        table.add_column(column, justify="left" if column == "model" else "right")
+    entries = [(m["name"], m, f"{m['crops_per_s']:,.0f}") for m in report["members"]]
+    if report["ensemble"]:
+        entries.append(("ensemble", report["ensemble"], "-"))
+    for name, entry, speed in entries:
+        m, cal = entry["metrics"], entry["calibration"]
+        lo, hi = m["accuracy_ci95"]
+        table.add_row(
+            name, f"{m['accuracy']:.2%} [{lo:.2%}, {hi:.2%}]", f"{m['macro']['f1']:.2%}",
+            f"{m['ece']:.2%}", f"{cal['ece_after']:.2%} (T={cal['temperature']:.2f})"
+            if cal else "-", speed,
+        )  # fmt: skip
+    console = Console()
+    console.print(table)
+    for warning in report["protocol"]["warnings"]:
+        console.print(f"[yellow]warning:[/] {warning}")
+    failures = report["data"].get("failures", {}).get("count", 0)
+    if failures:
+        console.print(f"[yellow]{failures} unreadable file(s) skipped[/] (listed in report.md)")
+    console.print(f"report: {result.out / 'report.md'} ({len(result.files)} files)")
+
+
+@app.command("explain")
+def explain_cmd(
+    model: Annotated[str, typer.Argument(help="run folder, checkpoint or shipped name")],
+    images: Annotated[list[Path], typer.Argument(help="photos or face crops")],
+    out: Annotated[Path, typer.Option(help="folder for the heatmaps")] = Path("runs/explain"),
+    emotion: Annotated[
+        str | None, typer.Option(help="emotion to explain, or 'all' (default: predicted)")
+    ] = None,
+    detect: Annotated[bool, typer.Option(help="detect faces (off: images are faces)")] = True,
+    detector: Annotated[str, typer.Option(help="haar | mtcnn | yunet")] = "haar",
+    layer: Annotated[str | None, typer.Option(help="layer to explain (default: last)")] = None,
+) -> None:
+    """Grad-CAM heatmaps: which face regions drive the predicted (or a chosen) emotion."""
+    from ferkit.evaluate import explain_images
+
+    written = explain_images(
+        model, images, out, emotion=emotion, detector=detector if detect else None, layer=layer
+    )
+    typer.echo("\n".join(f"wrote {path}" for path in written))
+
+
+@app.command("compare")
+def compare_cmd(
+    runs: Annotated[list[Path], typer.Argument(help="evaluated run or report folders")],
+    out: Annotated[Path, typer.Option(help="folder for compare.md and compare.png")] = Path(
+        "runs/compare"
+    ),
+) -> None:
+    """Evaluated runs side by side: params, accuracy, macro-F1, ECE, crops/s; a bar chart."""
+    from ferkit.evaluate.compare import compare
+
+    result = compare(runs, out=out)
+    typer.echo(result.markdown().rstrip())
+    typer.echo("\n".join(f"wrote {path}" for path in result.files))
+
+
+# ---------------------------------------------------------------- tune
+@app.command("tune")
+def tune_command(
+    study: Annotated[str, typer.Option(help="study name; the same name continues the study")],
+    trials: Annotated[int, typer.Option(help="total finished trials the study should reach")],
+    data: Annotated[Path | None, typer.Option(help="HDF5 store (ferkit data prepare)")] = None,
+    storage: Annotated[
+        str | None,
+        typer.Option(
+            help="SQLAlchemy URL shared by workers, e.g. postgresql://u:p@host/db "
+            "(default: sqlite in --out)"
+        ),
+    ] = None,
+    space: Annotated[Path | None, typer.Option(help="YAML that narrows/widens the space")] = None,
+    timeout: Annotated[float | None, typer.Option(help="start no trial after S seconds")] = None,
+    out: Annotated[Path | None, typer.Option(help="folder (default runs/tune/STUDY)")] = None,
+    sampler: Annotated[str, typer.Option(help="tpe | random | cmaes")] = "tpe",
+    pruner: Annotated[str, typer.Option(help="hyperband | median | none")] = "hyperband",
+    seed: Annotated[int | None, typer.Option(help="seed of the sampler and of training")] = None,
+    baseline: Annotated[
+        bool, typer.Option(help="a new study's first trial trains the base config unchanged")
+    ] = True,
+    heartbeat: Annotated[int, typer.Option(help="seconds between a worker's heartbeats")] = 60,
+    top: Annotated[int, typer.Option(help="rows of the summary table")] = 10,
+    config: Annotated[Path | None, typer.Option(help="base YAML config for every trial")] = None,
+    model: Annotated[str | None, typer.Option(help="model name (see `ferkit models`)")] = None,
+    epochs: Annotated[int | None, typer.Option(help="epochs per trial")] = None,
+    subset: Annotated[int | None, typer.Option(help="train on a stratified subset")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="batch size (if not searched)")] = None,
+    device: Annotated[str | None, typer.Option(help="auto | cpu | cuda | cuda:N")] = None,
+    amp: Annotated[str | None, typer.Option(help="auto | bf16 | fp16 | off")] = None,
+    overrides: Annotated[
+        list[str] | None, typer.Option("--set", help="key=value for every trial (repeatable)")
+    ] = None,
+) -> None:
+    """Search hyperparameters with Optuna; run it again, or on more machines, to continue.
+
+    Every trial trains the base config (defaults < --config < flags < --set) with sampled
+    overrides and is pruned on its val accuracy per epoch. Writes best.yaml (use it with
+    `ferkit train --config`), trials.csv, summary.md and plots/ to --out. The storage also
+    works with optuna-dashboard.
+    """
+    import logging
+
+    from rich.console import Console
+    from rich.table import Table
+
+    from ferkit.config import TrainConfig, apply_overrides, load_config
+    from ferkit.tune import load_space, tune
+
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    base = load_config(config) if config is not None else TrainConfig()
+    flags = {
+        "data.path": data, "model.name": model, "epochs": epochs, "data.subset": subset,
+        "batch_size": batch_size, "device": device, "amp": amp,
+    }  # fmt: skip
+    chosen = {k: str(v) if isinstance(v, Path) else v for k, v in flags.items() if v is not None}
+    base = apply_overrides(apply_overrides(base, chosen), overrides or [])
+    result = tune(
+        base, study_name=study, trials=trials, storage=storage, space=load_space(space, base),
+        out=out, sampler=sampler, pruner=pruner, seed=seed, timeout=timeout,
+        heartbeat=heartbeat, baseline=baseline, top=top,
+    )  # fmt: skip
+    table = Table(title=f"study {result.study_name}: top trials")
+    for column in ("rank", "trial", "val acc", "epochs", "seconds", "parameters"):
+        table.add_column(column)
+    for rank, row in enumerate(result.top, 1):
+        params = "baseline (base config)" if row["baseline"] else ", ".join(
+            f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}"
+            for k, v in sorted(row["params"].items())
+        )  # fmt: skip
+        table.add_row(str(rank), str(row["number"]), f"{row['value']:.4f}", str(row["epochs"]),
+                      str(row["seconds"]), params)  # fmt: skip
+    console = Console()
+    console.print(table)
+    console.print(", ".join(f"{n} {state}" for state, n in result.counts.items() if n))
+    if result.best_value is not None:
+        gain = "" if result.baseline_value is None else (
+            f" (baseline {result.baseline_value:.4f})"
+        )  # fmt: skip
+        console.print(f"best: trial {result.best_trial}, val acc {result.best_value:.4f}{gain}")
+        console.print(f"train it: ferkit train --config {result.best_config}")
+    console.print(f"outputs in {result.out}/; dashboard: optuna-dashboard {result.storage}")

@@ -16,6 +16,8 @@ import numpy as np
 from ferkit.errors import ModelError
 from ferkit.preprocess import Preprocessing, normalize
 
+BACKENDS = ("auto", "torch", "onnx")
+
 
 @runtime_checkable
 class Classifier(Protocol):
@@ -68,15 +70,113 @@ class TorchClassifier:
         return out
 
 
-def load_classifier(model="default", device: str = "cpu", batch_size: int = 256) -> Classifier:
-    """A `Classifier` from a shipped model name, a checkpoint file or run folder, a loaded
-    model or a ready classifier."""
+def load_classifier(
+    model="default", device: str = "cpu", batch_size: int = 256, backend: str = "auto"
+) -> Classifier:
+    """A `Classifier` from a shipped model name, a checkpoint file or run folder, an
+    exported .onnx file, a loaded model or a ready classifier.
+
+    backend: "auto" (ONNX Runtime for .onnx files, PyTorch otherwise), "torch", or "onnx"
+    (a .onnx file, or the `ferkit export` output beside a checkpoint or shipped model:
+    `best.pt` → `best.onnx`).
+    """
     if isinstance(model, Classifier):
         return model
+    if backend not in BACKENDS:
+        raise ModelError(f"unknown backend {backend!r}; expected one of {', '.join(BACKENDS)}")
     if isinstance(model, str | Path):
+        exported = _onnx_file(model, backend)
+        if exported is not None:
+            return OnnxClassifier(exported, device=device, batch_size=batch_size)
         from ferkit.models.checkpoint import load_model
 
         model = load_model(model, device=device)
+    if backend == "onnx":
+        raise ModelError("the onnx backend needs a .onnx file, a checkpoint path or a model name")
     if hasattr(model, "parameters"):
         return TorchClassifier(model, batch_size=batch_size)
     raise ModelError(f"cannot use {type(model).__name__} as an emotion classifier")
+
+
+def _onnx_file(model: str | Path, backend: str) -> Path | None:
+    """The .onnx file `load_classifier` should run, or None for the PyTorch backend."""
+    path = Path(model)
+    if path.suffix.lower() == ".onnx":
+        if backend == "torch":
+            raise ModelError(f"{path}: an ONNX file runs with the onnx backend, not torch")
+        return path
+    if backend != "onnx":
+        return None
+    from ferkit.models.checkpoint import resolve_checkpoint
+
+    exported = resolve_checkpoint(model).with_suffix(".onnx")
+    if not exported.is_file():
+        raise ModelError(f"no ONNX export of {model} at {exported}; run `ferkit export {model}`")
+    return exported
+
+
+class OnnxClassifier:
+    """A model exported by `ferkit export` (fp32 or int8 .onnx) run by ONNX Runtime.
+
+    The graph takes uint8 crops and returns probabilities (normalisation and softmax are
+    inside it), so this class only batches; class names and preprocessing come from the
+    file's metadata. `model` is a path or the serialized bytes; `threads` sets ONNX
+    Runtime's intra-op threads (None: its default, one per physical core).
+    """
+
+    def __init__(
+        self,
+        model: str | Path | bytes,
+        device: str = "cpu",
+        batch_size: int = 256,
+        threads: int | None = None,
+    ) -> None:
+        import json
+
+        import onnxruntime as ort
+
+        name = "<bytes>" if isinstance(model, bytes) else str(model)
+        if not isinstance(model, bytes) and not Path(model).is_file():
+            raise ModelError(f"ONNX model not found: {model}")
+        options = ort.SessionOptions()
+        if threads is not None:
+            options.intra_op_num_threads = threads
+        try:
+            self.session = ort.InferenceSession(
+                model if isinstance(model, bytes) else str(model),
+                options,
+                providers=_onnx_providers(device, ort.get_available_providers()),
+            )
+        except Exception as error:  # onnxruntime raises its own untyped errors
+            first = (str(error).strip().splitlines() or [""])[0]
+            raise ModelError(f"{name}: ONNX Runtime cannot load it ({first})") from error
+        meta = self.session.get_modelmeta().custom_metadata_map
+        if meta.get("format") != json.dumps("ferkit-onnx"):
+            raise ModelError(f"{name}: not a ferkit ONNX export; create one with `ferkit export`")
+        self.metadata = {key: json.loads(value) for key, value in meta.items()}
+        self.class_names: tuple[str, ...] = tuple(self.metadata["class_names"])
+        self.preprocessing = Preprocessing.from_dict(self.metadata["preprocessing"])
+        self.batch_size = batch_size
+
+    def predict_proba(self, faces: np.ndarray) -> np.ndarray:
+        faces = np.ascontiguousarray(faces, dtype=np.uint8)
+        size = self.preprocessing.size
+        if faces.ndim != 3 or faces.shape[1:] != (size, size):
+            raise ValueError(f"expected faces of shape (N, {size}, {size}), got {faces.shape}")
+        out = np.zeros((len(faces), len(self.class_names)), dtype=np.float32)
+        for start in range(0, len(faces), self.batch_size):
+            chunk = faces[start : start + self.batch_size]
+            out[start : start + len(chunk)] = self.session.run(None, {"faces": chunk})[0]
+        return out
+
+
+def _onnx_providers(device: str, available: list[str]) -> list:
+    """ONNX Runtime execution providers for a torch-style device name ("cpu", "cuda:1")."""
+    if device == "cpu":
+        return ["CPUExecutionProvider"]
+    if device.startswith("cuda") and "CUDAExecutionProvider" in available:
+        index = int(device.partition(":")[2] or 0)
+        return [("CUDAExecutionProvider", {"device_id": index}), "CPUExecutionProvider"]
+    raise ModelError(
+        f"device {device!r} is not available to ONNX Runtime (providers: {', '.join(available)})"
+    )

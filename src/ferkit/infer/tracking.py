@@ -5,11 +5,11 @@ objects for a frame or two and miss real faces for a frame or two, and detecting
 frame is the most expensive step of the pipeline. So:
 
 - a detection is matched to the track whose predicted box overlaps it most (IoU);
-- a new track is reported only after `min_hits` consecutive detections (k), which hides
-  fleeting false detections, and is kept for up to `max_missed` detection passes without
-  a match (m), which bridges short misses;
-- the detector runs on every `detect_every`-th frame (n); in between, each track moves by
-  its estimated velocity.
+- a new track is reported only after `min_hits` detections (k; one miss in between is
+  forgiven, two in a row end it), which hides fleeting false detections, and is then kept
+  for up to `max_missed` detection passes without a match (m), which bridges short misses;
+- the detector runs on every `detect_every`-th frame (n), and on every frame while a new
+  track awaits confirmation; in between, each track moves by its estimated velocity.
 """
 
 from __future__ import annotations
@@ -23,15 +23,20 @@ from ferkit.errors import ConfigError
 
 _VELOCITY_MOMENTUM = 0.5  # weight of the newest velocity estimate
 _COAST_DAMPING = 0.5  # velocity shrinks by this factor on each missed detection pass
+_TENTATIVE_MISSES = 1  # misses in a row that an unconfirmed track survives
 
 
 @dataclass(frozen=True)
 class TrackingConfig:
-    """n = `detect_every`, k = `min_hits`, m = `max_missed` (counted in detection passes)."""
+    """n = `detect_every`, k = `min_hits`, m = `max_missed` (counted in detection passes).
 
-    detect_every: int = 2
+    Defaults: detect on every 3rd frame (the detector dominates the cost per frame, see
+    benchmarks/recognize.py), report after 2 detections, keep through 2 missed passes.
+    """
+
+    detect_every: int = 3
     min_hits: int = 2
-    max_missed: int = 3
+    max_missed: int = 2
     iou_threshold: float = 0.3
 
     def __post_init__(self) -> None:
@@ -82,7 +87,9 @@ class IoUTracker:
         self._next_id = 1
 
     def is_detection_frame(self, frame: int) -> bool:
-        return frame % self.config.detect_every == 0
+        """Every n-th frame, and every frame while a new face awaits confirmation (so a
+        face appears after k frames, not k·n)."""
+        return frame % self.config.detect_every == 0 or any(not t.confirmed for t in self.tracks)
 
     def update(self, boxes: Sequence[Sequence[float]], frame: int) -> list[Track]:
         """Match this frame's detections to tracks; return the tracks to report."""
@@ -99,9 +106,11 @@ class IoUTracker:
                 continue
             track.box, track.frame = track.predicted(frame), frame
             track.velocity = track.velocity * _COAST_DAMPING
-            track.hits, track.missed = 0, track.missed + 1
-            # Tentative tracks die on their first miss; confirmed ones coast for m passes.
-            if track.confirmed and track.missed <= self.config.max_missed:
+            track.missed += 1
+            # Confirmed tracks coast for m passes; tentative ones forgive a single miss
+            # (detectors flicker on real faces too) and die on the second in a row.
+            limit = self.config.max_missed if track.confirmed else _TENTATIVE_MISSES
+            if track.missed <= limit:
                 survivors.append(track)
         for di, box in enumerate(detections):
             if di not in matched_dets:
