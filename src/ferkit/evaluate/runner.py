@@ -1,0 +1,342 @@
+"""`evaluate()`: the workflow behind `ferkit evaluate` — models × data → report folder.
+
+    from ferkit.evaluate import evaluate
+    result = evaluate(["runs/a"], data="data/fer2013.h5", split="test", tta="flip")
+    result.report["headline"]["metrics"]["accuracy"]
+
+Steps: load the members (run folders, checkpoints, ONNX files, shipped names) through the
+classifier seam; read the split of the store (or a labelled folder); classify every face
+with the chosen test-time augmentation; fit a temperature on val (PublicTest) and store it in
+each member's checkpoint; compute the metrics of every member and of their ensemble; draw
+the figures; write report.json and report.md. Protocol discipline is recorded, not assumed:
+report.json says which split served selection, calibration and reporting, the store's
+sha256 and whether leakage-cleaned data was used, and warns where the protocol was broken.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ferkit.evaluate.calibration import (
+    apply_temperature,
+    as_probs,
+    expected_calibration_error,
+    fit_temperature,
+    reliability_bins,
+    store_temperature,
+)
+from ferkit.evaluate.ensemble import Member, check_compatible, ensemble_probs, load_members
+from ferkit.evaluate.metrics import BOOTSTRAP, classification_metrics
+from ferkit.evaluate.tta import check_mode, predict_tta, view_count
+
+log = logging.getLogger(__name__)
+
+SPLIT_LABELS = {"train": "Training", "val": "PublicTest", "test": "PrivateTest"}
+MISCLASSIFIED = 32  # examples in the misclassified grid and in report.json
+
+
+@dataclass
+class EvalData:
+    """Faces to evaluate and, for calibration, the val split (None for a folder)."""
+
+    faces: np.ndarray
+    labels: np.ndarray
+    ids: list[str]
+    class_names: tuple[str, ...]
+    info: dict
+    where: str
+    val: tuple[np.ndarray, np.ndarray] | None = None
+
+
+@dataclass
+class EvalResult:
+    """The report (as written to report.json), the folder and the files written."""
+
+    report: dict
+    out: Path
+    files: list[Path] = field(default_factory=list)
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def load_store_data(path: str | Path, split: str) -> EvalData:
+    """One split of an HDF5 store, with val for calibration and the store's provenance."""
+    from ferkit.data.store import SPLITS, open_store, split_index
+
+    name = SPLITS[split_index(split)]
+    with open_store(path) as store:
+        faces, labels = store.split_arrays(name)
+        val = store.split_arrays("val")
+        ids = store.source_ids(name)
+        report = store.clean_report()
+        info = {
+            "kind": "store",
+            "path": str(path),
+            "store_sha256": sha256_file(Path(path)),
+            "source": store.source,
+            "source_sha256": store.source_sha256,
+            "split": name,
+            "split_label": SPLIT_LABELS[name],
+            "n": int(len(labels)),
+            "leakage_cleaned": bool(report.get("options", {}).get("drop_leaks", False)),
+            "leaks_found": int(store.clean_summary.get("leaks_found", 0)),
+            "clean_summary": store.clean_summary,
+            "mean": store.mean,
+            "std": store.std,
+        }
+        class_names = store.class_names
+    if len(labels) == 0:
+        from ferkit.errors import DataError
+
+        raise DataError(f"{path}: the {name} split is empty; nothing to evaluate")
+    return EvalData(
+        faces=faces,
+        labels=labels.astype(np.int64),
+        ids=ids,
+        class_names=class_names,
+        info=info,
+        where=f"{path} ({name})",
+        val=(val[0], val[1].astype(np.int64)) if len(val[1]) else None,
+    )
+
+
+def load_folder_data(
+    root: str | Path, members: Sequence[Member], detector, class_map: Mapping | None
+) -> EvalData:
+    """A labelled image folder, cropped with the first member's preprocessing."""
+    from ferkit.evaluate.folder import load_labelled_folder
+
+    first = members[0]
+    folder = load_labelled_folder(
+        root, first.class_names, first.classifier.preprocessing,
+        detector=detector, class_map=class_map,
+    )  # fmt: skip
+    return EvalData(
+        faces=folder.faces,
+        labels=folder.labels,
+        ids=folder.paths,
+        class_names=folder.class_names,
+        info=folder.describe(),
+        where=str(root),
+    )
+
+
+def calibration_summary(
+    probs: np.ndarray,
+    labels: np.ndarray,
+    val: tuple[np.ndarray, np.ndarray] | None,
+    stored: float | None,
+) -> tuple[dict | None, np.ndarray | None]:
+    """Temperature scaling: T fitted on val probabilities (or the checkpoint's stored T when
+    there is no val), with NLL and ECE on the evaluated data before and after."""
+    from sklearn.metrics import log_loss
+
+    if val is not None:
+        temperature, source = fit_temperature(*val), "fitted on val (PublicTest)"
+    elif stored is not None:
+        temperature, source = stored, "stored in the checkpoint"
+    else:
+        return None, None
+    calibrated = apply_temperature(probs, temperature)
+    classes = list(range(probs.shape[1]))
+    return {
+        "temperature": temperature,
+        "source": source,
+        "nll_before": float(log_loss(labels, as_probs(probs), labels=classes)),
+        "nll_after": float(log_loss(labels, as_probs(calibrated), labels=classes)),
+        "ece_before": expected_calibration_error(probs, labels),
+        "ece_after": expected_calibration_error(calibrated, labels),
+        "reliability_after": reliability_bins(calibrated, labels),
+    }, calibrated
+
+
+def _weights_dir() -> Path:
+    from ferkit.models.checkpoint import weights_dir
+
+    return weights_dir().resolve()
+
+
+def _keep_temperature(member: Member, calibration: dict, data: EvalData, tta: str) -> str:
+    """Store a val-fitted T in the member's checkpoint; say where it went or why not."""
+    if not calibration["source"].startswith("fitted"):
+        return "not stored (not fitted here)"
+    if tta != "none":
+        return "not stored: fitted with TTA; the checkpoint keeps the T of single-view use"
+    if member.checkpoint is None:
+        return "not stored: not a PyTorch checkpoint"
+    if _weights_dir() in member.checkpoint.resolve().parents:
+        return "not stored: shipped weights are read-only"
+    fitted_on = {
+        "split": "val",
+        "store": data.info.get("path"),
+        "store_sha256": data.info.get("store_sha256"),
+    }
+    store_temperature(member.checkpoint, calibration["temperature"], fitted_on)
+    return str(member.checkpoint)
+
+
+def _score(name, probs, data, val_probs, stored, bootstrap, seed) -> tuple[dict, dict | None]:
+    metrics = classification_metrics(
+        data.labels, probs, data.class_names, bootstrap=bootstrap, seed=seed
+    )
+    val = (val_probs, data.val[1]) if val_probs is not None else None
+    calibration, _ = calibration_summary(probs, data.labels, val, stored)
+    log.info("%s: accuracy %.4f on %s", name, metrics["accuracy"], data.where)
+    return metrics, calibration
+
+
+def protocol(data: EvalData, members: list[dict], calibrated: bool) -> dict:
+    """Which split served what, and warnings where the evaluation cannot be trusted as is."""
+    split = data.info.get("split")
+    selected = sorted({m["selected_on"] for m in members if m.get("selected_on")})
+    warnings = []
+    if split == "val":
+        warnings.append(
+            "reported on val (PublicTest), the split of model selection, early stopping and "
+            "calibration: these numbers are optimistic; report test (PrivateTest)"
+        )
+    elif split == "train":
+        warnings.append("reported on the training split: not an estimate of generalisation")
+    if data.info.get("kind") == "store":
+        if data.info["leaks_found"] and not data.info["leakage_cleaned"]:
+            warnings.append(
+                f"{data.info['leaks_found']} training images also appear in val/test "
+                "(store prepared without --drop-leaks): test accuracy may be optimistic"
+            )
+        for m in members:
+            prep = m["preprocessing"]
+            if (
+                abs(prep["mean"] - data.info["mean"]) > 1e-3
+                or abs(prep["std"] - data.info["std"]) > 1e-3
+            ):
+                warnings.append(
+                    f"{m['name']}: its normalisation differs from this store's statistics; "
+                    "it was probably trained on another store"
+                )
+    label = SPLIT_LABELS.get(split, "labelled folder") if split else "labelled folder"
+    return {
+        "reported_on": f"{split} ({label})" if split else f"folder {data.info['path']}",
+        "model_selection": [f"{s} ({SPLIT_LABELS.get(s, s)})" for s in selected],
+        "calibration": "val (PublicTest)" if calibrated else None,
+        "warnings": warnings,
+    }
+
+
+def _safe(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.#-]+", "-", name).strip("-") or "model"
+
+
+def output_folder(members: Sequence[Member], out: str | Path | None) -> Path:
+    """--out, else the run folder of a single run, else runs/evaluate/<model names>."""
+    if out is not None:
+        return Path(out)
+    if len(members) == 1 and members[0].run_dir is not None:
+        return members[0].run_dir
+    return Path("runs/evaluate") / "+".join(_safe(m.name) for m in members)
+
+
+def evaluate(
+    models: Sequence[str | Path],
+    *,
+    data: str | Path | None = "data/fer2013.h5",
+    split: str = "test",
+    folder: str | Path | None = None,
+    detector: str | None = "haar",
+    class_map: Mapping[str, str] | None = None,
+    tta: str = "none",
+    out: str | Path | None = None,
+    calibrate: bool = True,
+    save_temperature: bool = True,
+    explain: int = 0,
+    device: str = "cpu",
+    batch_size: int = 256,
+    bootstrap: int = BOOTSTRAP,
+    seed: int = 0,
+) -> EvalResult:
+    """Evaluate one model or an ensemble and write the report folder (see module docstring).
+
+    folder: a labelled image folder to evaluate instead of the store (`detector` None uses
+    whole images). calibrate: fit T on val; save_temperature: store it in each checkpoint
+    (single-view TTA only). explain: Grad-CAM figures for that many misclassified faces.
+    """
+    from ferkit.evaluate.report import write_figures, write_report
+
+    check_mode(tta)
+    members = load_members(models, device, batch_size)
+    if folder is not None:
+        dataset = load_folder_data(folder, members, detector, class_map)
+    else:
+        dataset = load_store_data(data, split)
+    check_compatible(members, dataset.class_names, dataset.faces.shape[1], dataset.where)
+    use_val = calibrate and dataset.val is not None
+
+    rows, all_probs, all_val = [], [], []
+    for member in members:
+        start = time.perf_counter()
+        probs = predict_tta(member.classifier, dataset.faces, tta)
+        seconds = time.perf_counter() - start
+        val_probs = predict_tta(member.classifier, dataset.val[0], tta) if use_val else None
+        metrics, calibration = _score(
+            member.name, probs, dataset, val_probs, member.temperature, bootstrap, seed
+        )
+        if calibration is not None and save_temperature:
+            calibration["stored_in"] = _keep_temperature(member, calibration, dataset, tta)
+        rows.append({
+            **member.describe(),
+            "seconds": seconds,
+            "images_per_s": len(probs) / seconds,
+            "crops_per_s": len(probs) * view_count(tta) / seconds,
+            "metrics": metrics,
+            "calibration": calibration,
+        })  # fmt: skip
+        all_probs.append(probs)
+        all_val.append(val_probs)
+
+    ensemble = None
+    if len(members) > 1:
+        probs = ensemble_probs(all_probs)
+        val_probs = ensemble_probs(all_val) if use_val else None
+        metrics, calibration = _score("ensemble", probs, dataset, val_probs, None, bootstrap, seed)
+        ensemble = {
+            "members": [m.name for m in members],
+            "combination": "mean of member probabilities",
+            "metrics": metrics,
+            "calibration": calibration,
+        }
+    headline_probs = ensemble_probs(all_probs)
+    headline = ensemble or rows[0]
+
+    from ferkit import __version__
+
+    report = {
+        "ferkit_version": __version__,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "data": dataset.info,
+        "tta": {"mode": tta, "views": view_count(tta)},
+        "protocol": protocol(dataset, rows, use_val),
+        "members": rows,
+        "ensemble": ensemble,
+        "headline": {
+            "name": "ensemble" if ensemble else rows[0]["name"],
+            "metrics": headline["metrics"],
+            "calibration": headline["calibration"],
+        },
+    }
+    out = output_folder(members, out)
+    figures = write_figures(report, out, dataset, headline_probs, members, explain)
+    files = write_report(report, out)
+    return EvalResult(report=report, out=out, files=[*figures.values(), *files])
