@@ -76,3 +76,12 @@ def test_tracking_config_validates():
         TrackingConfig(detect_every=0)
     with pytest.raises(ConfigError):
         TrackingConfig(iou_threshold=1.5)
+
+
+def test_whole_frame_search_schedule():
+    tracker = IoUTracker(TrackingConfig(detect_every=2, search_every=6, min_hits=1))
+    assert tracker.is_search_frame(0) and not tracker.is_detection_frame(1)
+    assert tracker.is_search_frame(2)  # nothing tracked yet: every detection frame searches
+    tracker.update([(10, 10, 40, 40)], 2)
+    assert tracker.is_detection_frame(4) and not tracker.is_search_frame(4)  # around faces
+    assert tracker.is_search_frame(6)

@@ -154,7 +154,10 @@ def predict(
     device: Annotated[str, typer.Option(help="cpu, cuda, cuda:1, ...")] = "cpu",
     tracking: Annotated[bool, typer.Option(help="track faces across video frames")] = True,
     detect_every: Annotated[
-        int | None, typer.Option(help="detect on every n-th frame [default: 3]")
+        int | None, typer.Option(help="detect on every n-th frame [default: 2]")
+    ] = None,
+    search_every: Annotated[
+        int | None, typer.Option(help="scan the whole frame every N frames [default: 12]")
     ] = None,
     min_hits: Annotated[
         int | None, typer.Option(help="report a face after k detections [default: 2]")
@@ -197,7 +200,10 @@ def predict(
     def given(**values):  # options left out keep the config's defaults
         return {k: v for k, v in values.items() if v is not None}
 
-    track = given(detect_every=detect_every, min_hits=min_hits, max_missed=max_missed)
+    track = given(
+        detect_every=detect_every, search_every=search_every, min_hits=min_hits,
+        max_missed=max_missed,
+    )  # fmt: skip
     recognizer = Recognizer(
         model,
         detector=detector,
@@ -453,6 +459,7 @@ def tune_command(
     from ferkit.tune import load_space, tune
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    logging.getLogger("matplotlib").setLevel(logging.WARNING)  # plots of categorical params
     base = load_config(config) if config is not None else TrainConfig()
     flags = {
         "data.path": data, "model.name": model, "epochs": epochs, "data.subset": subset,

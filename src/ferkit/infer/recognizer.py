@@ -6,7 +6,8 @@
     for result in rec.stream("clip.mp4"):   # FrameResult per frame, tracked and smoothed
         ...
 
-Pipeline per frame: detect faces (every n-th frame when tracking) → IoU tracker gives
+Pipeline per frame: detect faces (every n-th frame when tracking, mostly only around the
+faces already tracked, see `TrackingConfig`) → IoU tracker gives
 stable ids with hysteresis → `crop_face` with the model's own `Preprocessing` → all crops
 of the frame through the classifier in one batch → per-track smoothing → `Face`s.
 Still images (a photo, a folder) skip tracking and go through the classifier in batches
@@ -26,11 +27,12 @@ from ferkit.infer.faces import FaceDetector, create_detector
 from ferkit.infer.results import Face, FrameResult
 from ferkit.infer.smoothing import SmoothingConfig, TrackSmoother
 from ferkit.infer.sources import Frame, Source, load_source, read_image
-from ferkit.infer.tracking import IoUTracker, TrackingConfig
+from ferkit.infer.tracking import IoUTracker, TrackingConfig, iou_matrix
 from ferkit.preprocess import crop_face
 
 _STILLS_PER_BATCH = 32  # images of a folder detected, then classified together
 _MIN_SIDE = 8  # boxes smaller than this (after clipping to the frame) are dropped
+_SAME_FACE_IOU = 0.5  # detections from overlapping search windows above this are one face
 
 
 class Recognizer:
@@ -132,8 +134,11 @@ class Recognizer:
             return
         tracker, smoother = IoUTracker(self.tracking), TrackSmoother(self.smoothing)
         for frame in frames:
-            if tracker.is_detection_frame(frame.index):
+            if tracker.is_search_frame(frame.index):
                 tracks = tracker.update(self._detect(frame.image), frame.index)
+            elif tracker.is_detection_frame(frame.index):
+                near = [t.predicted(frame.index) for t in tracker.tracks]
+                tracks = tracker.update(self._detect_near(frame.image, near), frame.index)
             else:
                 tracks = tracker.predict(frame.index)
             shape = frame.image.shape
@@ -150,6 +155,22 @@ class Recognizer:
     def _detect(self, image: np.ndarray) -> list[tuple[int, int, int, int]]:
         boxes = [_clip(d.box, image.shape) for d in self.detector.detect(image)]
         return [b for b in boxes if b is not None]
+
+    def _detect_near(self, image: np.ndarray, boxes) -> list[tuple[int, int, int, int]]:
+        """Detect only in a window of 2.5× each box's size around it (far cheaper than the
+        whole frame); a face found from two overlapping windows counts once."""
+        found: list[tuple[int, int, int, int]] = []
+        for x, y, w, h in boxes:
+            pad = 0.75 * max(w, h)
+            window = _clip((x - pad, y - pad, w + 2 * pad, h + 2 * pad), image.shape)
+            if window is None:
+                continue
+            wx, wy, ww, wh = window
+            for box in self._detect(image[wy : wy + wh, wx : wx + ww]):
+                box = (box[0] + wx, box[1] + wy, box[2], box[3])
+                if not found or iou_matrix([box], found).max() < _SAME_FACE_IOU:
+                    found.append(box)
+        return found
 
     def _classify(self, crops: list[np.ndarray]) -> np.ndarray:
         if not crops:

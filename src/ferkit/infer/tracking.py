@@ -8,8 +8,9 @@ frame is the most expensive step of the pipeline. So:
 - a new track is reported only after `min_hits` detections (k; one miss in between is
   forgiven, two in a row end it), which hides fleeting false detections, and is then kept
   for up to `max_missed` detection passes without a match (m), which bridges short misses;
-- the detector runs on every `detect_every`-th frame (n), and on every frame while a new
-  track awaits confirmation; in between, each track moves by its estimated velocity.
+- the detector runs on every `detect_every`-th frame (n) — over the whole frame every
+  `search_every` frames and while a new track awaits confirmation, otherwise only around
+  the tracked faces; in between, each track moves by its estimated velocity.
 """
 
 from __future__ import annotations
@@ -30,20 +31,22 @@ _TENTATIVE_MISSES = 1  # misses in a row that an unconfirmed track survives
 class TrackingConfig:
     """n = `detect_every`, k = `min_hits`, m = `max_missed` (counted in detection passes).
 
-    Defaults: detect on every 3rd frame (the detector dominates the cost per frame, see
-    benchmarks/recognize.py), report after 2 detections, keep through 2 missed passes.
+    `search_every`: how often (in frames) the detector scans the whole frame for new
+    faces; on the other detection frames it looks only around the faces already tracked,
+    which costs a fraction of a full scan. Defaults measured with benchmarks/recognize.py.
     """
 
-    detect_every: int = 3
+    detect_every: int = 2
+    search_every: int = 12
     min_hits: int = 2
     max_missed: int = 2
     iou_threshold: float = 0.3
 
     def __post_init__(self) -> None:
-        if self.detect_every < 1 or self.min_hits < 1 or self.max_missed < 0:
+        if min(self.detect_every, self.search_every, self.min_hits) < 1 or self.max_missed < 0:
             raise ConfigError(
-                "tracking needs detect_every >= 1, min_hits >= 1 and max_missed >= 0, got "
-                f"{self.detect_every}, {self.min_hits}, {self.max_missed}"
+                "tracking needs detect_every, search_every, min_hits >= 1 and max_missed >= 0, "
+                f"got {self.detect_every}, {self.search_every}, {self.min_hits}, {self.max_missed}"
             )
         if not 0.0 < self.iou_threshold < 1.0:
             raise ConfigError(f"iou_threshold must be in (0, 1), got {self.iou_threshold}")
@@ -87,9 +90,17 @@ class IoUTracker:
         self._next_id = 1
 
     def is_detection_frame(self, frame: int) -> bool:
-        """Every n-th frame, and every frame while a new face awaits confirmation (so a
-        face appears after k frames, not k·n)."""
-        return frame % self.config.detect_every == 0 or any(not t.confirmed for t in self.tracks)
+        """Every n-th frame, and every search frame."""
+        return frame % self.config.detect_every == 0 or self.is_search_frame(frame)
+
+    def is_search_frame(self, frame: int) -> bool:
+        """Whole-frame detection: every `search_every` frames, on detection frames while no
+        face is tracked, and on every frame while a new face awaits confirmation (so it
+        appears after k frames, not k·n)."""
+        config = self.config
+        if frame % config.search_every == 0 or any(not t.confirmed for t in self.tracks):
+            return True
+        return frame % config.detect_every == 0 and not self.tracks
 
     def update(self, boxes: Sequence[Sequence[float]], frame: int) -> list[Track]:
         """Match this frame's detections to tracks; return the tracks to report."""
