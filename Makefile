@@ -3,13 +3,13 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 # Extras the tests need; later features add theirs here.
-EXTRAS := dev
+EXTRAS := dev,onnx,tune
 STAMP  := $(VENV)/.installed-$(subst $(comma),-,$(EXTRAS))
 comma  := ,
 # One setting for the real dataset; tests and benchmarks skip where it is absent.
 export FERKIT_FER2013 ?= $(abspath ../shared/data/fer2013/fer2013.tar.gz)
 
-.PHONY: install demo test bench lint clean
+.PHONY: install demo test bench lint clean postgres
 
 install: $(STAMP)
 
@@ -28,8 +28,17 @@ $(STAMP): pyproject.toml | $(BIN)/python
 demo: $(STAMP)
 	$(BIN)/python -m ferkit demo
 
-test: $(STAMP)
+test: $(STAMP) postgres
 	$(BIN)/python -m pytest -q
+
+# Debian's PostgreSQL for the tune tests, which start their own throwaway server: installed
+# once (as root), a no-op when present. Without it the tests skip, except under CI=true.
+postgres:
+	@ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || { \
+		if [ "$$(id -u)" = 0 ]; then \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+				apt-get install -y -qq --no-install-recommends postgresql >/dev/null; \
+		else echo "postgresql is not installed (and this is not root): its tests will skip"; fi; }
 
 bench: $(STAMP)
 	@for script in benchmarks/[!_]*.py; do \

@@ -492,3 +492,44 @@ def tune_command(
         console.print(f"best: trial {result.best_trial}, val acc {result.best_value:.4f}{gain}")
         console.print(f"train it: ferkit train --config {result.best_config}")
     console.print(f"outputs in {result.out}/; dashboard: optuna-dashboard {result.storage}")
+
+
+# ---------------------------------------------------------------- export
+@app.command("export")
+def export_cmd(
+    model: Annotated[str, typer.Argument(help="run folder, checkpoint or shipped model name")],
+    fmt: Annotated[str, typer.Option("--format", help="onnx (the only format)")] = "onnx",
+    int8: Annotated[
+        bool, typer.Option(help="int8: static with training images at hand, else dynamic")
+    ] = False,
+    int8_method: Annotated[
+        str | None, typer.Option(help="static | dynamic (implies --int8)")
+    ] = None,
+    opset: Annotated[int, typer.Option(help="ONNX opset")] = 17,
+    out: Annotated[
+        Path | None, typer.Option(help="output file (default: beside the checkpoint)")
+    ] = None,
+    data: Annotated[
+        Path | None,
+        typer.Option(
+            help="HDF5 store: test split checks parity, train split calibrates int8 "
+            "(default: the model's own store, else data/fer2013.h5)"
+        ),
+    ] = None,
+    check_samples: Annotated[
+        int, typer.Option(help="test faces compared with PyTorch (0: the whole split)")
+    ] = 1000,
+    tolerance: Annotated[float, typer.Option(help="fp32: largest |Δprobability| allowed")] = 1e-4,
+) -> None:
+    """Export a model to ONNX (uint8 48×48 faces in, probabilities out), checked against PyTorch."""
+    from ferkit.errors import ConfigError
+
+    if fmt != "onnx":
+        raise ConfigError(f"unknown export format {fmt!r}; only onnx is supported")
+    from ferkit.export import export_onnx
+
+    report = export_onnx(
+        model, out, int8=int8_method or int8, opset=opset, data=data,
+        check_samples=check_samples or None, tolerance=tolerance,
+    )  # fmt: skip
+    typer.echo(report.summary())
