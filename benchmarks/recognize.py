@@ -142,9 +142,9 @@ def camera_like(faces: np.ndarray, seed: int = 0) -> np.ndarray:
     return out
 
 
-def equalisation_study(model, store_path: Path, limit: int = 3000) -> list[dict] | str:
-    """Test accuracy with and without histogram equalisation, on FER-2013 test faces as
-    stored and made camera-like. A reason string where it cannot run."""
+def equalisation_study(model, store_path: Path) -> list[dict] | str:
+    """Test accuracy with and without histogram equalisation, on the FER-2013 test split
+    (PrivateTest) as stored and made camera-like. A reason string where it cannot run."""
     from dataclasses import replace
 
     from ferkit.data.store import open_store
@@ -154,7 +154,6 @@ def equalisation_study(model, store_path: Path, limit: int = 3000) -> list[dict]
         return f"skipped: no FER-2013 store at {store_path} (ferkit data prepare)"
     with open_store(store_path) as store:
         faces, labels = store.split_arrays("test")
-    faces, labels = faces[:limit], labels[:limit]
     classifier = TorchClassifier(model)
     base = classifier.preprocessing
     rows = []
