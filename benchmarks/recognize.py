@@ -34,10 +34,9 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-import torch
 
 from ferkit.infer.demo import choose_model, sample_image
-from ferkit.infer.recognizer import Recognizer
+from ferkit.infer.recognizer import Recognizer, set_threads
 from ferkit.infer.smoothing import SmoothingConfig, flicker
 from ferkit.infer.sources import read_image
 from ferkit.infer.tracking import TrackingConfig, iou_matrix
@@ -178,8 +177,7 @@ def main() -> None:
     args = parser.parse_args()
     frames = 30 if args.quick else args.frames
     # One thread each: per-core throughput, and no thread thrashing on a shared machine.
-    torch.set_num_threads(1)
-    cv2.setNumThreads(1)
+    set_threads(1)
     choice = choose_model(args.model)
     print(f"model: {choice.description}")
     study = "skipped: needs trained weights (an untrained model's accuracy says nothing)"

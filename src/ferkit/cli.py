@@ -137,6 +137,9 @@ def models_list() -> None:
 
 
 # ---------------------------------------------------------------- predict · demo
+_THREADS_HELP = "CPU threads for torch and OpenCV (1 is fastest for per-frame work)"
+
+
 @app.command("predict")
 def predict(
     source: Annotated[
@@ -179,9 +182,14 @@ def predict(
     gif: Annotated[bool, typer.Option(help="also write an animated GIF (videos)")] = False,
     show: Annotated[bool, typer.Option(help="live window (needs a GUI build of OpenCV)")] = False,
     max_frames: Annotated[int | None, typer.Option(help="stop after this many frames")] = None,
+    threads: Annotated[int, typer.Option(help=_THREADS_HELP)] = 1,
 ) -> None:
     """Recognise emotions in photos, folders, videos, streams or a webcam; write outputs."""
     from rich.console import Console
+
+    from ferkit.infer.recognizer import set_threads
+
+    set_threads(threads)
 
     from ferkit.errors import ConfigError
     from ferkit.infer.recognizer import Recognizer
@@ -231,11 +239,15 @@ def demo(
         str | None, typer.Option(help="model to show (default: the best available)")
     ] = None,
     detector: Annotated[str, typer.Option(help="haar | mtcnn | yunet | none")] = "haar",
+    threads: Annotated[int, typer.Option(help=_THREADS_HELP)] = 1,
 ) -> None:
     """Recognition on bundled media (a NASA portrait and a clip made from it) → runs/demo/."""
     from rich.console import Console
 
     from ferkit.infer.demo import run_demo
+    from ferkit.infer.recognizer import set_threads
+
+    set_threads(threads)
 
     console = Console()
     choice, photo, clip = run_demo(out, model=model, detector=detector)
@@ -432,6 +444,7 @@ def tune_command(
     ] = True,
     heartbeat: Annotated[int, typer.Option(help="seconds between a worker's heartbeats")] = 60,
     top: Annotated[int, typer.Option(help="rows of the summary table")] = 10,
+    plots: Annotated[bool, typer.Option(help="draw the study's plots at the end")] = True,
     config: Annotated[Path | None, typer.Option(help="base YAML config for every trial")] = None,
     model: Annotated[str | None, typer.Option(help="model name (see `ferkit models`)")] = None,
     epochs: Annotated[int | None, typer.Option(help="epochs per trial")] = None,
@@ -470,7 +483,7 @@ def tune_command(
     result = tune(
         base, study_name=study, trials=trials, storage=storage, space=load_space(space, base),
         out=out, sampler=sampler, pruner=pruner, seed=seed, timeout=timeout,
-        heartbeat=heartbeat, baseline=baseline, top=top,
+        heartbeat=heartbeat, baseline=baseline, top=top, plots=plots,
     )  # fmt: skip
     table = Table(title=f"study {result.study_name}: top trials")
     for column in ("rank", "trial", "val acc", "epochs", "seconds", "parameters"):
