@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from ferkit.config import (
@@ -92,3 +94,10 @@ def test_bad_override_syntax_and_missing_file(tmp_path):
     (tmp_path / "broken.yaml").write_text("epochs: [1,\n")
     with pytest.raises(ConfigError, match="not valid YAML"):
         load_config(tmp_path / "broken.yaml")
+
+
+@pytest.mark.parametrize("name", ["fast_cpu", "vgg", "resnet18", "mini_xception"])
+def test_example_recipes_load(name):
+    config = load_config(Path(__file__).resolve().parents[1] / "configs" / f"{name}.yaml")
+    assert config.model.name in name or name == "fast_cpu"
+    assert config.out == f"runs/{name}"

@@ -76,7 +76,7 @@ class LRSchedule:
             self.scheduler = sched.OneCycleLR(
                 optimizer,
                 max_lr=base_lr,
-                total_steps=total,
+                total_steps=total + 1,  # stepped after every batch, the last one included
                 pct_start=cfg.pct_start,
                 div_factor=cfg.div_factor,
                 final_div_factor=cfg.final_div_factor,
@@ -109,8 +109,13 @@ class LRSchedule:
         return self.scheduler.state_dict() if self.scheduler is not None else {}
 
     def load_state_dict(self, state: dict) -> None:
-        if self.scheduler is not None:
-            self.scheduler.load_state_dict(state)
+        """Restore the position; the length stays this run's (a resumed run may add epochs)."""
+        if self.scheduler is None:
+            return
+        if self.cfg.name in self.PER_BATCH:  # only the step count; lengths are this run's
+            position = ("last_epoch", "_step_count", "_last_lr")
+            state = {**self.scheduler.state_dict(), **{k: state[k] for k in position}}
+        self.scheduler.load_state_dict(state)
 
 
 class EarlyStopping:

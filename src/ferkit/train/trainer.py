@@ -122,6 +122,18 @@ def _set_rng_state(state: dict, device: torch.device) -> None:
         torch.cuda.set_rng_state(state["cuda"], device)
 
 
+def _changed_keys(old: dict, new: dict, prefix: str = "") -> list[str]:
+    """Dotted keys whose values differ between two config dicts."""
+    keys = []
+    for key in sorted(set(old) | set(new)):
+        a, b = old.get(key), new.get(key)
+        if isinstance(a, dict) and isinstance(b, dict) and key != "args":
+            keys += _changed_keys(a, b, f"{prefix}{key}.")
+        elif a != b:
+            keys.append(f"{prefix}{key}")
+    return keys
+
+
 def _gather(obj, ctx: D.DistContext) -> list:
     if not ctx.distributed:
         return [obj]
@@ -271,15 +283,19 @@ class _Run:
     def _restore(self, path: Path) -> None:
         ckpt = load_checkpoint(path)
         state = ckpt.train_state
+        changed = _changed_keys(ckpt.config or {}, self.cfg.to_dict())
+        if changed:
+            logger.warning("resuming %s with changed settings: %s", path, ", ".join(changed))
         if ckpt.arch != self.cfg.model.name:
             raise ConfigError(
                 f"{path} holds a {ckpt.arch!r} model, the config asks for {self.cfg.model.name!r}"
             )
+        raw = state.get("model", ckpt.state_dict)  # present when the run kept an EMA
+        self.model.load_state_dict(raw)
         if self.ema is not None:
-            self.model.load_state_dict(state["model"])
-            self.ema.load_state_dict({"module": ckpt.state_dict, "steps": state["ema_steps"]})
-        else:
-            self.model.load_state_dict(ckpt.state_dict)
+            self.ema.load_state_dict(
+                {"module": ckpt.state_dict, "steps": int(state.get("ema_steps", 0))}
+            )
         self.optimizer.load_state_dict(state["optimizer"])
         self.schedule.load_state_dict(state["scheduler"])
         self.scaler.load_state_dict(state["scaler"])
