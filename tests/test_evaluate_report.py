@@ -128,6 +128,19 @@ def test_ensemble_of_identical_members_equals_its_member(run, store, tmp_path):
     assert report["headline"]["name"] == "ensemble"
 
 
+def test_onnx_export_evaluates_through_the_classifier_seam(run, store, tmp_path):
+    pytest.importorskip("onnxruntime")
+    from ferkit.export import export_onnx
+
+    onnx_file = export_onnx(run, tmp_path / "tiny.onnx", data=store, check_samples=10).path
+    report = evaluate([onnx_file, run], data=store, out=tmp_path / "onnx", bootstrap=10).report
+    onnx_member, torch_member = report["members"]
+    assert onnx_member["backend"] == "OnnxClassifier" and "params" not in onnx_member
+    assert onnx_member["calibration"]["stored_in"] == "not stored: not a PyTorch checkpoint"
+    assert onnx_member["metrics"]["confusion"] == torch_member["metrics"]["confusion"]
+    assert onnx_member["metrics"]["nll"] == pytest.approx(torch_member["metrics"]["nll"], abs=1e-4)
+
+
 def test_reporting_on_val_warns(run, store, tmp_path):
     report = evaluate([run], data=store, split="val", out=tmp_path / "val", bootstrap=10).report
     assert any("optimistic" in w for w in report["protocol"]["warnings"])
