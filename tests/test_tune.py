@@ -1,0 +1,200 @@
+"""ferkit.tune: the search space, a whole SQLite study, pruning, and a killed worker's retry.
+
+Trials train mini-Xception for a few epochs on a tiny store whose classes differ in
+brightness, so a sane recipe learns something in one epoch and a bad one does not.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import optuna
+import pytest
+
+from ferkit.config import TrainConfig, apply_overrides, load_config
+from ferkit.errors import ConfigError
+from ferkit.tune import DEFAULT_SPACE, load_space, search_space, tune, validate_space
+
+from conftest import synthetic_faces
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def learnable_store(path: Path, n_train: int = 280, n_val: int = 70) -> Path:
+    """A store whose 7 classes are 7 brightness levels: learnable in an epoch or two."""
+    from ferkit.data import write_store
+
+    n = n_train + n_val
+    labels = np.arange(n) % 7
+    images = synthetic_faces(n, 0) * 0.3 + (labels * 25 + 40)[:, None, None]
+    splits = np.array([0] * n_train + [1] * n_val)
+    images = np.clip(images, 0, 255).astype(np.uint8)
+    return write_store(path, images, labels.astype(np.uint8), splits, force=True)
+
+
+def tiny_base(store: Path, epochs: int = 2) -> TrainConfig:
+    return apply_overrides(
+        TrainConfig(),
+        {"data.path": str(store), "model.name": "mini_xception", "epochs": epochs,
+         "batch_size": 32},
+    )  # fmt: skip
+
+
+def worker_env() -> dict:
+    """One torch thread per worker process: on a busy 2-core machine, far faster."""
+    return {**os.environ, "OMP_NUM_THREADS": "1"}
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory) -> Path:
+    return learnable_store(tmp_path_factory.mktemp("tune") / "tiny.h5")
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_search_space_follows_conditions_and_config_types():
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    for model in ("mini_xception", "vgg"):
+        base = apply_overrides(TrainConfig(), {"model.name": model})
+        for _ in range(12):
+            overrides = search_space(study.ask(), DEFAULT_SPACE, base)
+            apply_overrides(base, overrides)  # every sample is a valid config
+            assert isinstance(overrides["batch_size"], int)
+            assert isinstance(overrides["augment.rotate"], float)
+            assert ("model.args.width" in overrides) == (model == "vgg")
+            scheduler = overrides["sched.name"]
+            assert ("sched.warmup_epochs" in overrides) == (scheduler == "cosine")
+            assert ("sched.patience" in overrides) == (scheduler == "plateau")
+            if scheduler == "plateau":
+                assert isinstance(overrides["sched.patience"], int)
+
+
+def test_space_yaml_narrows_widens_and_rejects_typos(tmp_path):
+    path = tmp_path / "space.yaml"
+    path.write_text(
+        "optim.lr: {low: 1e-3, high: 1e-2, log: true}\n"  # YAML reads 1e-3 as a string
+        "augment.erase_p: null\n"
+        "model.name: {choices: [mini_xception, seed_cnn]}\n"
+        "epochs: 3\n"
+    )
+    space = load_space(path)
+    assert space["optim.lr"] == {"low": 1e-3, "high": 1e-2, "log": True}
+    assert "augment.erase_p" not in space and space["epochs"] == 3
+    trial = optuna.create_study().ask()
+    overrides = search_space(trial, space)
+    assert overrides["model.name"] in ("mini_xception", "seed_cnn")
+    assert overrides["epochs"] == 3 and 1e-3 <= overrides["optim.lr"] <= 1e-2
+    assert not set(trial.params) & {"epochs", "augment.erase_p"}
+
+    with pytest.raises(ConfigError, match=r"space.yaml.*did you mean 'optim.lr'"):
+        path.write_text("optim.lrr: {low: 0.001, high: 0.1}\n")
+        load_space(path)
+    bad = {
+        "optim.lr": ({"lo": 0.1, "high": 1.0}, "unknown field"),
+        "optim.name": ({"choices": ["sgd", "rmsprop"]}, "not one of"),
+        "model.args.widht": ({"choices": [1.0]}, "no model takes 'widht'"),
+        "model.name": ({"choices": ["mini_xceptoin"]}, "did you mean 'mini_xception'"),
+        "batch_size": ({"low": 64, "high": 32}, "low <= high"),
+    }
+    for key, (spec, message) in bad.items():
+        with pytest.raises(ConfigError, match=message):
+            validate_space({key: spec})
+
+
+def test_example_space_file_is_valid():
+    space = load_space(REPO / "configs" / "space.yaml")
+    assert "model.name" in space
+
+
+def test_sqlite_study_end_to_end_and_continues(store, tmp_path):
+    from typer.testing import CliRunner
+
+    from ferkit.cli import app
+
+    base, out = tiny_base(store), tmp_path / "study"
+    result = tune(base, study_name="e2e", trials=2, out=out, seed=0)
+    assert result.counts["complete"] + result.counts["pruned"] == 2
+    assert result.storage == f"sqlite:///{(out / 'study.db').resolve()}"
+    assert result.baseline_value is not None and result.best_value >= result.baseline_value
+    for name in ("trials.csv", "summary.md", "best.yaml", "plots/history.png", "plots/slice.png"):
+        assert (out / name).stat().st_size > 0, name
+    rows = list(csv.DictReader((out / "trials.csv").open()))
+    assert [row["number"] for row in rows] == ["0", "1"] and rows[0]["baseline"] == "True"
+    assert f"| 1 | {result.best_trial} |" in (out / "summary.md").read_text()
+
+    best = load_config(out / "best.yaml")
+    best_trial = optuna.load_study(study_name="e2e", storage=result.storage).best_trial
+    overrides = best_trial.user_attrs["overrides"]
+    expected = apply_overrides(base, {**overrides, "out": str(out / "best")})
+    assert best == expected and best.log.progress  # the base config's, not the trials'
+    trained = CliRunner().invoke(app, ["train", "--config", str(out / "best.yaml")])
+    assert trained.exit_code == 0, trained.output
+    assert (out / "best" / "best.pt").exists()
+
+    again = tune(base, study_name="e2e", trials=3, out=out, seed=0, plots=False)  # one more
+    assert sum(again.counts.values()) == 3
+    assert len(list(csv.DictReader((out / "trials.csv").open()))) == 3
+
+
+def test_bad_configuration_is_pruned(store, tmp_path):
+    url = f"sqlite:///{tmp_path / 'prune.db'}"
+    space = {"optim.name": {"choices": ["sgd", "adam"]},
+             "optim.lr": {"low": 1e-6, "high": 1e5, "log": True}}  # fmt: skip
+    study = optuna.create_study(study_name="prune", storage=url, direction="maximize")
+    study.enqueue_trial({"optim.name": "adam", "optim.lr": 0.01})  # learns
+    study.enqueue_trial({"optim.name": "adam", "optim.lr": 1e-6})  # learns nothing
+    study.enqueue_trial({"optim.name": "sgd", "optim.lr": 1e5})  # diverges
+    result = tune(tiny_base(store), study_name="prune", trials=3, storage=url, space=space,
+                  out=tmp_path, pruner="median", baseline=False, plots=False)  # fmt: skip
+    good, slow, wild = optuna.load_study(study_name="prune", storage=url).trials
+    assert good.state == optuna.trial.TrialState.COMPLETE and len(good.intermediate_values) == 2
+    assert slow.state == optuna.trial.TrialState.PRUNED and list(slow.intermediate_values) == [1]
+    assert slow.intermediate_values[1] < good.intermediate_values[1]
+    assert wild.state == optuna.trial.TrialState.PRUNED and "diverged" in wild.user_attrs
+    assert result.best_trial == good.number and result.counts["pruned"] == 2
+
+
+def test_killed_worker_trial_is_retried_and_resumed(store, tmp_path):
+    out = tmp_path / "study"
+    command = [sys.executable, "-m", "ferkit", "tune", "--study", "kill", "--trials", "1",
+               "--data", str(store), "--out", str(out), "--model", "mini_xception",
+               "--epochs", "3", "--batch-size", "32", "--heartbeat", "1"]  # fmt: skip
+    worker = subprocess.Popen(
+        command, env=worker_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    first = out / "trials" / "0000"
+    deadline = time.monotonic() + 60
+    while not (first / "last.pt").exists() and worker.poll() is None:
+        assert time.monotonic() < deadline, "the worker never finished an epoch"
+        time.sleep(0.05)
+    worker.send_signal(signal.SIGKILL)  # mid-trial: no chance to clean up
+    stderr = worker.communicate()[1].decode()
+    assert worker.returncode == -signal.SIGKILL, stderr
+    done_before = list(csv.DictReader((first / "metrics.csv").open()))
+    assert 1 <= len(done_before) < 3
+
+    time.sleep(2.5)  # the grace period (2 heartbeats) passes: the trial is stale
+    base = tiny_base(store, epochs=3)
+    result = tune(base, study_name="kill", trials=1, out=out, heartbeat=1, plots=False)
+    killed, retry = optuna.load_study(study_name="kill", storage=result.storage).trials
+    assert killed.state == optuna.trial.TrialState.FAIL
+    assert retry.state == optuna.trial.TrialState.COMPLETE and retry.user_attrs["baseline"]
+    assert optuna.storages.RetryHeartbeatStaleTrialCallback.retried_trial_number(retry) == 0
+    resumed = list(csv.DictReader((out / "trials" / "0001" / "metrics.csv").open()))
+    assert len(resumed) == 3 and resumed[: len(done_before)] == done_before  # not retrained
+    assert result.counts == {**result.counts, "complete": 1, "fail": 1, "running": 0}
