@@ -18,6 +18,7 @@ from ferkit.cli import app
 from ferkit.data.store import open_store, write_store
 from ferkit.errors import DataError, ModelError
 from ferkit.evaluate import evaluate, explain_images
+from ferkit.evaluate.calibration import store_temperature
 from ferkit.evaluate.compare import compare
 from ferkit.evaluate.ensemble import ensemble_probs
 from ferkit.evaluate.runner import sha256_file
@@ -161,14 +162,18 @@ def test_labelled_folder_with_bad_files(run, tmp_path, faces):
         (root / name).mkdir(parents=True)
         cv2.imwrite(str(root / name / f"{k}.png"), cv2.resize(faces(1, seed=k)[0], (96, 96)))
     (root / "happiness" / "bad.jpg").write_bytes(b"garbage")
+    store_temperature(run / "best.pt", 1.5, {"split": "val"})  # as an earlier evaluate would
     result = evaluate([run], folder=root, detector=None, out=tmp_path / "out", bootstrap=10)
     data = result.report["data"]
     assert data["kind"] == "folder" and data["n"] == 3
-    assert data["failures"] == {
-        "count": 1,
-        "files": [["happiness/bad.jpg", data["failures"]["files"][0][1]]],
-    }
-    assert result.report["protocol"]["calibration"] is None
+    assert data["failures"]["count"] == 1
+    assert data["failures"]["files"][0][0] == "happiness/bad.jpg"
+    assert "cannot decode" in data["failures"]["files"][0][1]
+    # no val split here: the checkpoint's stored temperature calibrates the probabilities
+    calibration = result.report["members"][0]["calibration"]
+    assert calibration["source"] == "stored in the checkpoint"
+    assert calibration["temperature"] == 1.5
+    assert result.report["protocol"]["calibration"].startswith("temperature stored")
     assert "Unreadable files (1)" in (tmp_path / "out" / "report.md").read_text()
 
 

@@ -161,8 +161,9 @@ def render_markdown(report: dict) -> str:
             f"`{data['detector']}`; {data['failures']['count']} unreadable file(s) skipped, "
             f"{data['no_face']['count']} image(s) without a detected face classified whole."
         )
+    views = report["tta"]["views"]
     lines += [
-        f"Test-time augmentation: {report['tta']['mode']} ({report['tta']['views']} views).",
+        f"Test-time augmentation: {report['tta']['mode']} ({views} view{'s' * (views > 1)}).",
         "",
     ]
     lines += [

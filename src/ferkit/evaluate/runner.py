@@ -199,7 +199,7 @@ def _score(name, probs, data, val_probs, stored, bootstrap, seed) -> tuple[dict,
     return metrics, calibration
 
 
-def protocol(data: EvalData, members: list[dict], calibrated: bool) -> dict:
+def protocol(data: EvalData, members: list[dict], calibration: str | None) -> dict:
     """Which split served what, and warnings where the evaluation cannot be trusted as is."""
     split = data.info.get("split")
     selected = sorted({m["selected_on"] for m in members if m.get("selected_on")})
@@ -231,7 +231,7 @@ def protocol(data: EvalData, members: list[dict], calibrated: bool) -> dict:
     return {
         "reported_on": f"{split} ({label})" if split else f"folder {data.info['path']}",
         "model_selection": [f"{s} ({SPLIT_LABELS.get(s, s)})" for s in selected],
-        "calibration": "val (PublicTest)" if calibrated else None,
+        "calibration": calibration,
         "warnings": warnings,
     }
 
@@ -317,6 +317,12 @@ def evaluate(
             "metrics": metrics,
             "calibration": calibration,
         }
+    if use_val:
+        calibration_note = "val (PublicTest)"
+    elif any(row["calibration"] for row in rows):
+        calibration_note = "temperature stored in the checkpoint (fitted on val before)"
+    else:
+        calibration_note = None
     headline_probs = ensemble_probs(all_probs)
     headline = ensemble or rows[0]
 
@@ -327,7 +333,7 @@ def evaluate(
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "data": dataset.info,
         "tta": {"mode": tta, "views": view_count(tta)},
-        "protocol": protocol(dataset, rows, use_val),
+        "protocol": protocol(dataset, rows, calibration_note),
         "members": rows,
         "ensemble": ensemble,
         "headline": {
