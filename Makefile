@@ -3,13 +3,13 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 # Extras the tests need; later features add theirs here.
-EXTRAS := dev,onnx,tune
+EXTRAS := dev,onnx,tune,serve
 STAMP  := $(VENV)/.installed-$(subst $(comma),-,$(EXTRAS))
 comma  := ,
 # One setting for the real dataset; tests and benchmarks skip where it is absent.
 export FERKIT_FER2013 ?= $(abspath ../shared/data/fer2013/fer2013.tar.gz)
 
-.PHONY: install demo test bench lint clean postgres
+.PHONY: install demo test bench lint clean postgres chromium
 
 install: $(STAMP)
 
@@ -28,7 +28,7 @@ $(STAMP): pyproject.toml | $(BIN)/python
 demo: $(STAMP)
 	$(BIN)/python -m ferkit demo
 
-test: $(STAMP) postgres
+test: $(STAMP) postgres chromium
 	$(BIN)/python -m pytest -q
 
 # Debian's PostgreSQL for the tune tests, which start their own throwaway server: installed
@@ -39,6 +39,15 @@ postgres:
 			apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
 				apt-get install -y -qq --no-install-recommends postgresql >/dev/null; \
 		else echo "postgresql is not installed (and this is not root): its tests will skip"; fi; }
+
+# Debian's Chromium and its WebDriver for the web page's browser test (selenium drives them):
+# installed once (as root), a no-op when present. Without them that test skips, except under CI=true.
+chromium:
+	@{ command -v chromium && command -v chromedriver; } >/dev/null 2>&1 || { \
+		if [ "$$(id -u)" = 0 ]; then \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+				apt-get install -y -qq --no-install-recommends chromium chromium-driver >/dev/null; \
+		else echo "chromium is not installed (and this is not root): the browser test will skip"; fi; }
 
 bench: $(STAMP)
 	@for script in benchmarks/[!_]*.py; do \
