@@ -112,9 +112,10 @@ def test_moving_face_keeps_one_track_id(model, moving_face_video):
     assert results[5].time_s == pytest.approx(5 / 12)
 
 
-def test_equalize_overrides_the_model_setting(model):
-    assert Recognizer(model, equalize=True).preprocessing.equalize is True
-    assert Recognizer(model).preprocessing.equalize is False
+def test_equalize_is_on_by_default_and_can_follow_the_model(model):
+    assert Recognizer(model).preprocessing.equalize is True
+    assert Recognizer(model, equalize=False).preprocessing.equalize is False
+    assert Recognizer(model, equalize=None).preprocessing == PREP
 
 
 def test_video_outputs_round_trip(model, moving_face_video, tmp_path):

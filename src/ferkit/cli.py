@@ -176,8 +176,8 @@ def predict(
         float | None, typer.Option(help="weight of the newest frame in 'ema' [default: 0.4]")
     ] = None,
     equalize: Annotated[
-        bool | None, typer.Option(help="equalise face crops (default: the model's setting)")
-    ] = None,
+        bool, typer.Option(help="histogram-equalise face crops (helps on camera faces)")
+    ] = True,
     video: Annotated[bool, typer.Option(help="write annotated video / images")] = True,
     gif: Annotated[bool, typer.Option(help="also write an animated GIF (videos)")] = False,
     show: Annotated[bool, typer.Option(help="live window (needs a GUI build of OpenCV)")] = False,

@@ -45,7 +45,10 @@ class Recognizer:
     smoothing: "ema", "mean", "none" or a `SmoothingConfig` (videos and streams only).
     tracking: True (defaults), False (detect every frame, no ids, no smoothing) or a
         `TrackingConfig` (detect_every, min_hits, max_missed, iou_threshold).
-    equalize: override the model's histogram-equalisation setting for live face crops.
+    equalize: histogram-equalise each face crop (FER-2013 faces are contrast-stretched,
+        camera faces are not). On by default: on FER-2013 test faces made camera-like it
+        raised accuracy from 35.8 % to 44.4 % and on the faces as stored it changed nothing
+        (46.98 % vs 46.89 %; benchmarks/recognize.py). None keeps the model's own setting.
     """
 
     def __init__(
@@ -56,7 +59,7 @@ class Recognizer:
         *,
         smoothing: str | SmoothingConfig = "ema",
         tracking: bool | TrackingConfig = True,
-        equalize: bool | None = None,
+        equalize: bool | None = True,
         detector_options: dict | None = None,
         batch_size: int = 256,
     ) -> None:
