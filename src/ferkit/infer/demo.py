@@ -6,9 +6,9 @@ moves and changes size), and writes annotated image, video, GIF, CSV/JSONL, summ
 timeline under `runs/demo/`.
 
 The model is the best one available, and the demo says which: an explicit choice
-(`--model` or `$FERKIT_MODEL`), else the shipped "default" weights, else the newest
-`runs/*/best.pt` a training run left, else a randomly initialised network that is
-announced as UNTRAINED (its emotions mean nothing; the pipeline still runs).
+(`--model` or `$FERKIT_MODEL`), else the shipped "default" weights, else the training
+run under `runs/` with the best validation accuracy, else a randomly initialised network
+that is announced as UNTRAINED (its emotions mean nothing; the pipeline still runs).
 """
 
 from __future__ import annotations
@@ -75,18 +75,13 @@ def choose_model(explicit: str | None = None, runs: Path = Path("runs")) -> Mode
         return ModelChoice(load_model(explicit), f"{explicit} (chosen explicitly)", True)
     if "default" in shipped_models():
         return ModelChoice(load_model("default"), "shipped 'default' weights", True)
-    candidates = sorted(runs.glob("*/best.pt"), key=lambda p: p.stat().st_mtime, reverse=True)
-    for path in candidates:
-        try:
-            model = load_model(path)
-        except ModelError:
-            continue
-        metrics = model.ferkit.metrics or {}
-        shown = ", ".join(f"{k}={v:.3f}" for k, v in metrics.items() if isinstance(v, float))
+    best = _best_run(runs)
+    if best is not None:
+        model = load_model(best)
+        accuracy = (model.ferkit.metrics or {}).get("val_acc")
+        shown = "val accuracy unknown" if accuracy is None else f"val accuracy {accuracy:.1%}"
         return ModelChoice(
-            model,
-            f"NO SHIPPED WEIGHTS YET: using the training run {path} ({shown or 'no metrics'})",
-            True,
+            model, f"NO SHIPPED WEIGHTS YET: using the training run {best} ({shown})", True
         )
     import torch
 
@@ -106,6 +101,20 @@ def choose_model(explicit: str | None = None, runs: Path = Path("runs")) -> Mode
         f"{FALLBACK_ARCH} (random weights; its emotions are meaningless, only the pipeline runs)",
         False,
     )
+
+
+def _best_run(runs: Path) -> Path | None:
+    """The runs/*/best.pt with the highest validation accuracy (readable ones only)."""
+    from ferkit.models.checkpoint import load_checkpoint
+
+    scored = []
+    for path in runs.glob("*/best.pt"):
+        try:
+            metrics = load_checkpoint(path).metrics or {}
+        except ModelError:
+            continue
+        scored.append((float(metrics.get("val_acc", -1.0)), path))
+    return max(scored)[1] if scored else None
 
 
 def run_demo(out: str | Path = "runs/demo", model: str | None = None, detector: str = "haar"):
