@@ -193,3 +193,21 @@ def test_cli_predict_bad_input_is_one_line_error(tmp_path, checkpoint, capsys):
     assert stderr.strip().splitlines() == [
         f"ferkit: error: no such file or folder: {tmp_path / 'nope.mp4'}"
     ]
+
+
+def test_demo_model_choice_says_what_it_uses(tmp_path, monkeypatch):
+    from ferkit.infer.demo import choose_model
+    from ferkit.models import checkpoint as checkpoint_module
+
+    monkeypatch.delenv("FERKIT_MODEL", raising=False)
+    monkeypatch.setattr(checkpoint_module, "shipped_models", lambda: [])
+    untrained = choose_model(runs=tmp_path)
+    assert not untrained.trained and "UNTRAINED" in untrained.description
+    torch.manual_seed(0)
+    net = create_model("mini_xception")
+    for name, accuracy in (("worse", 0.30), ("better", 0.55)):
+        save_checkpoint(tmp_path / name / "best.pt", net, arch="mini_xception", arch_kwargs={},
+                        preprocessing=PREP, metrics={"val_acc": accuracy})  # fmt: skip
+    chosen = choose_model(runs=tmp_path)
+    assert chosen.trained and "better" in chosen.description and "55.0%" in chosen.description
+    assert "NO SHIPPED WEIGHTS" in chosen.description
