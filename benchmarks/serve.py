@@ -12,11 +12,13 @@ N clients send requests back to back for a fixed time, each waiting for its answ
 
 Reported per row: requests (frames) answered per second, p50/p95 latency, errors (any
 non-200 answer, refused frame or exception; the target is 0), and the server's resident
-memory after the row; the JSON also has memory after warm-up and at the end (the check for
-growth) and the load average before and after. Everything is bounded: at most 32 clients
-and 60 s per scenario, loopback only, and the server is stopped at the end.
+memory after the row. The scenarios run --rounds times: memory after warm-up and after each
+round is the check for growth. The load average before and after is recorded (the machine
+is shared). Everything is bounded: at most 32 clients, 60 s per scenario and 5 rounds,
+loopback only, and the server is stopped at the end.
 
-    python benchmarks/serve.py [--clients 4] [--seconds 8] [--threads 1,2] [--model PATH]
+    python benchmarks/serve.py [--clients 4] [--seconds 5] [--rounds 2] [--threads 1,2]
+                               [--model PATH]
 """
 
 from __future__ import annotations
@@ -175,12 +177,14 @@ def summarize(latencies: list[float], errors: int, elapsed: float) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clients", type=int, default=4)
-    parser.add_argument("--seconds", type=float, default=8.0, help="per scenario")
+    parser.add_argument("--seconds", type=float, default=5.0, help="per scenario")
+    parser.add_argument("--rounds", type=int, default=2, help="repeats (memory must not grow)")
     parser.add_argument("--threads", default="1,2", help="server settings to compare")
     parser.add_argument("--model", default=None, help="served model (default: best available)")
     args = parser.parse_args()
     clients = max(1, min(args.clients, MAX_CLIENTS))
     seconds = max(1.0, min(args.seconds, MAX_SECONDS))
+    args.rounds = max(1, min(args.rounds, 5))
     load_before = os.getloadavg()
     rows, servers = [], []
     with tempfile.TemporaryDirectory(prefix="ferkit-serve-bench-") as tmp:
@@ -188,32 +192,35 @@ def main() -> None:
             with Server(threads, args.model, Path(tmp) / f"server-{threads}.log") as server:
                 asyncio.run(http_load(server.url, "predict", clients, 1.0))  # warm-up
                 asyncio.run(stream_load(server.url, 1, 1.0))
-                rss_start = server.rss_mb
-                for scenario in ("health", "predict", "stream"):
-                    if scenario == "stream":
-                        result = asyncio.run(stream_load(server.url, clients, seconds))
-                    else:
-                        result = asyncio.run(http_load(server.url, scenario, clients, seconds))
-                    rows.append({
-                        "threads": threads, "scenario": scenario, "clients": clients,
-                        "answered": result["answered"], "per_s": result["per_s"],
-                        "p50_ms": result["p50_ms"], "p95_ms": result["p95_ms"],
-                        "errors": result["errors"], "dropped": result.get("dropped", 0),
-                        "rss_mib": server.rss_mb,
-                    })  # fmt: skip
+                rss = [server.rss_mb]
+                for round_ in range(1, args.rounds + 1):
+                    for scenario in ("health", "predict", "stream"):
+                        if scenario == "stream":
+                            result = asyncio.run(stream_load(server.url, clients, seconds))
+                        else:
+                            result = asyncio.run(http_load(server.url, scenario, clients, seconds))
+                        rows.append({
+                            "threads": threads, "round": round_, "scenario": scenario,
+                            "clients": clients, "answered": result["answered"],
+                            "per_s": result["per_s"], "p50_ms": result["p50_ms"],
+                            "p95_ms": result["p95_ms"], "errors": result["errors"],
+                            "dropped": result.get("dropped", 0), "rss_mib": server.rss_mb,
+                        })  # fmt: skip
+                    rss.append(server.rss_mb)
                 servers.append({
                     "threads": threads, "model": server.health["model"],
-                    "trained": server.health["trained"], "rss_mib_after_warmup": rss_start,
-                    "rss_mib_at_end": server.rss_mb,
+                    "trained": server.health["trained"], "rss_mib_after_warmup": rss[0],
+                    "rss_mib_after_each_round": rss[1:],
                 })  # fmt: skip
     for s in servers:
-        growth = s["rss_mib_at_end"] - s["rss_mib_after_warmup"]
-        print(f"threads={s['threads']}: server RSS {s['rss_mib_after_warmup']:.1f} → "
-              f"{s['rss_mib_at_end']:.1f} MiB ({growth:+.1f}); model: {s['model']}")  # fmt: skip
+        rounds = " → ".join(f"{v:.1f}" for v in s["rss_mib_after_each_round"])
+        print(f"threads={s['threads']}: server RSS after warm-up {s['rss_mib_after_warmup']:.1f}"
+              f" MiB, after each round {rounds} MiB; model: {s['model']}")  # fmt: skip
     print(f"load average before {load_before[0]:.2f}, after {os.getloadavg()[0]:.2f} "
           f"({os.cpu_count()} CPUs)")  # fmt: skip
     report(
-        "serve", rows, clients=clients, seconds_per_scenario=seconds, servers=servers,
+        "serve", rows, clients=clients, seconds_per_scenario=seconds, rounds=args.rounds,
+        servers=servers,
         load_avg_before=load_before, command=" ".join(["python", *sys.argv]),
     )  # fmt: skip
 

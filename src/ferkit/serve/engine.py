@@ -17,8 +17,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
 from starlette.concurrency import run_in_threadpool
 
+from ferkit.infer.backends import OnnxClassifier, load_classifier
 from ferkit.infer.demo import ModelChoice, choose_model
 from ferkit.infer.recognizer import Recognizer
 from ferkit.infer.results import COLORS, Face, FrameResult
@@ -28,18 +30,20 @@ from ferkit.infer.tracking import IoUTracker
 from ferkit.serve.limits import Limits, Rejected, decode_image
 
 
-def choose(model=None) -> ModelChoice:
-    """The model to serve: the best available one when `model` is None (the rules of
-    `ferkit demo`: shipped "default", else the newest training run, else an announced
-    UNTRAINED network); a name or path (checkpoint, run folder, .onnx) when given; or a
-    ready model / classifier object as is."""
-    if model is None:
-        return choose_model()
+def choose(model=None, device: str = "cpu") -> ModelChoice:
+    """The model to serve, on `device`: the best available one when `model` is None (the
+    rules of `ferkit demo`: shipped "default", else the newest training run, else an
+    announced UNTRAINED network); a name or path (checkpoint, run folder, .onnx) when
+    given; or a ready model / classifier object as is."""
     if isinstance(model, str | Path):
-        from ferkit.infer.backends import load_classifier
-
-        return ModelChoice(load_classifier(model), f"{model} (chosen explicitly)", True)
-    return ModelChoice(model, f"{type(model).__name__} given by the caller", True)
+        classifier = load_classifier(model, device=device)
+        return ModelChoice(classifier, f"{model} (chosen explicitly)", True)
+    choice = choose_model() if model is None else ModelChoice(
+        model, f"{type(model).__name__} given by the caller", True
+    )  # fmt: skip
+    if isinstance(choice.model, torch.nn.Module):
+        choice.model.to(device)  # a loaded torch model is on the CPU
+    return choice
 
 
 @dataclass
@@ -75,10 +79,7 @@ class Engine:
     @classmethod
     def load(cls, model=None, limits: Limits | None = None, **recognizer_options) -> Engine:
         """Choose the model (see `choose`) and build the Recognizer around it."""
-        choice = choose(model)
-        device = recognizer_options.get("device", "cpu")
-        if hasattr(choice.model, "to") and hasattr(choice.model, "parameters"):
-            choice.model.to(device)  # a loaded torch model stays where it was loaded
+        choice = choose(model, recognizer_options.get("device", "cpu"))
         return cls(Recognizer(choice.model, **recognizer_options), choice, limits or Limits())
 
     def describe(self) -> dict:
@@ -87,7 +88,7 @@ class Engine:
         return {
             "description": self.choice.description,
             "trained": self.choice.trained,
-            "backend": "onnx" if type(classifier).__name__ == "OnnxClassifier" else "torch",
+            "backend": "onnx" if isinstance(classifier, OnnxClassifier) else "torch",
             "class_names": list(self.recognizer.class_names),
             "input_size": self.recognizer.preprocessing.size,
             "detector": type(self.recognizer.detector).__name__,
