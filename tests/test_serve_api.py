@@ -100,6 +100,7 @@ def test_page_static_files_and_openapi(client):
     assert page.status_code == 200 and "text/html" in page.headers["content-type"]
     assert 'id="video"' in page.text and "/static/app.js" in page.text
     assert "default-src 'self'" in page.headers["content-security-policy"]
+    assert client.head("/").status_code == 200
     for asset in ("/static/app.js", "/static/style.css"):
         assert client.get(asset).status_code == 200
     schema = client.get("/openapi.json").json()

@@ -158,7 +158,7 @@ def create_app(
         """Live frames in, faces out (see `ferkit.serve.stream` for the protocol)."""
         await serve_stream(websocket, engine)
 
-    @app.get("/", include_in_schema=False)
+    @app.api_route("/", methods=["GET", "HEAD"], include_in_schema=False)
     async def page() -> FileResponse:
         return FileResponse(STATIC / "index.html", headers=_PAGE_HEADERS)
 
