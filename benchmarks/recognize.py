@@ -11,8 +11,8 @@ Measured side by side in one run, per detector (haar, mtcnn) and per face count:
   wall clock and per CPU-second (steadier on a shared machine); torch and OpenCV use one
   thread each;
 - recall: share of ground-truth faces reported with IoU ≥ 0.4, and false faces per frame;
-- flicker: label changes per second per track without smoothing, with EMA and with a
-  moving average (meaningful with trained weights; the model used is printed);
+- flicker (trained weights and the FER-2013 store): label changes per second of still
+  test faces under camera jitter, without smoothing, with EMA and with a moving average;
 - with trained weights and the FER-2013 store: test accuracy with and without histogram
   equalisation of the crops, on the faces as stored and made camera-like (lower contrast,
   brightness shift, gamma, blur, noise) — does equalising live faces help?
@@ -118,13 +118,49 @@ def run(recognizer: Recognizer, video: Path, warmup: np.ndarray):
     return results, len(results) / wall, len(results) / cpu
 
 
-def track_flicker(results) -> float:
-    labels: dict[int, list[str]] = {}
-    for result in results:
-        for face in result.faces:
-            labels.setdefault(face.track_id, []).append(face.label)
-    values = [flicker(seq, FPS) for seq in labels.values() if len(seq) > 1]
-    return float(np.mean(values)) if values else 0.0
+def jittered_clip(face: np.ndarray, frames: int, rng) -> list[np.ndarray]:
+    """One 48×48 face as a 192×192 'live' clip: per frame a small shift and zoom, exposure
+    change and sensor noise — the input changes a camera makes while the face does not."""
+    big = cv2.resize(face, (192, 192), interpolation=cv2.INTER_CUBIC).astype(np.float32)
+    clip = []
+    for _ in range(frames):
+        dx, dy = rng.uniform(-4, 4, 2)
+        zoom = rng.uniform(0.96, 1.04)
+        warp = cv2.getRotationMatrix2D((96, 96), 0.0, zoom)
+        warp[:, 2] += (dx, dy)
+        frame = cv2.warpAffine(big, warp, (192, 192), borderMode=cv2.BORDER_REFLECT)
+        frame = frame * rng.uniform(0.93, 1.07) + rng.normal(0, 6, frame.shape)
+        clip.append(np.clip(frame, 0, 255).astype(np.uint8))
+    return clip
+
+
+def flicker_study(model, store_path: Path, faces: int = 60, frames: int = 60) -> list[dict] | str:
+    """Label changes per second of still FER-2013 test faces under camera jitter, without
+    and with smoothing (a still face should keep its label), and per-frame accuracy."""
+    from ferkit.data.store import open_store
+    from ferkit.infer.sources import Frame, Source
+
+    if not store_path.is_file():
+        return f"skipped: no FER-2013 store at {store_path} (ferkit data prepare)"
+    with open_store(store_path) as store:
+        images, labels = store.split_arrays("test")
+    pick = np.random.default_rng(0).choice(len(labels), faces, replace=False)
+    clips = [jittered_clip(images[i], frames, np.random.default_rng(int(i))) for i in pick]
+    rows = []
+    for method in ("none", "ema", "mean"):
+        rec = Recognizer(model, detector="none", smoothing=SmoothingConfig(method),
+                         tracking=TrackingConfig(detect_every=1, min_hits=1))  # fmt: skip
+        changes, correct = [], 0
+        for clip, label in zip(clips, labels[pick], strict=True):
+            stream = iter(Frame(i, i / FPS, img, "jitter") for i, img in enumerate(clip))
+            source = Source("jitter", is_video=True, fps=FPS, _frames=stream)
+            names = [r.faces[0].label for r in rec.stream(source)]
+            changes.append(flicker(names, FPS))
+            correct += sum(name == rec.class_names[label] for name in names)
+        rows.append({"smoothing": method, "changes_per_s": float(np.mean(changes)),
+                     "accuracy": correct / (faces * frames), "faces": faces,
+                     "frames": frames})  # fmt: skip
+    return rows
 
 
 def camera_like(faces: np.ndarray, seed: int = 0) -> np.ndarray:
@@ -167,27 +203,9 @@ def equalisation_study(model, store_path: Path) -> list[dict] | str:
     return rows
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--frames", type=int, default=60)
-    parser.add_argument("--model", default=None, help="checkpoint (default: best available)")
-    parser.add_argument("--quick", action="store_true", help="30 frames, for a smoke test")
-    parser.add_argument("--store", type=Path, default=Path("data/fer2013.h5"))
-    parser.add_argument("--only", choices=("speed", "equalize"), help="run one part only")
-    args = parser.parse_args()
-    frames = 30 if args.quick else args.frames
-    # One thread each: per-core throughput, and no thread thrashing on a shared machine.
-    set_threads(1)
-    choice = choose_model(args.model)
-    print(f"model: {choice.description}")
-    study = "skipped: needs trained weights (an untrained model's accuracy says nothing)"
-    if choice.trained and args.only != "speed":
-        study = equalisation_study(choice.model, args.store)
-    print_study(study)
-    if args.only == "equalize":
-        return
-    load_before = os.getloadavg()[0]
-    rows, flicker_rows = [], []
+def speed_and_recall(model, frames: int) -> list[dict]:
+    """frames/s and recall per face count, detector and detection schedule."""
+    rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for faces in (1, 4):
             video = Path(tmp) / f"faces{faces}.mp4"
@@ -197,37 +215,63 @@ def main() -> None:
                 modes = (("every frame", False), ("default", True),
                          ("detect every 6", TrackingConfig(detect_every=6)))  # fmt: skip
                 for mode, tracking in modes:
-                    rec = Recognizer(choice.model, detector=detector, tracking=tracking)
+                    rec = Recognizer(model, detector=detector, tracking=tracking)
                     results, fps, cpu_fps = run(rec, video, first)
                     row = {"faces": faces, "detector": detector, "mode": mode, "fps": fps,
                            "fps_cpu": cpu_fps}  # fmt: skip
                     row["detect_every"] = rec.tracking.detect_every if rec.tracking else 1
                     rows.append({**row, **score(results, truth)})
-            for method in ("none", "ema", "mean"):
-                rec = Recognizer(choice.model, smoothing=SmoothingConfig(method))
-                results = list(rec.stream(video))
-                flicker_rows.append({"faces": faces, "smoothing": method,
-                                     "changes_per_s": track_flicker(results)})  # fmt: skip
-    print(f"\n{frames} frames of 640×480 per video, load average {load_before:.1f} → "
-          f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs\n")  # fmt: skip
     print("| faces | detector | mode | detect every | frames/s (wall) | frames/CPU-s | recall "
           "| false faces/frame |\n|---|---|---|---|---|---|---|---|")  # fmt: skip
     for r in rows:
         print(f"| {r['faces']} | {r['detector']} | {r['mode']} | {r['detect_every']} | "
               f"{r['fps']:.1f} | {r['fps_cpu']:.1f} | {r['recall']:.3f} | "
               f"{r['false_per_frame']:.3f} |")  # fmt: skip
-    print("\n| faces | smoothing | label changes/s per track |\n|---|---|---|")
-    for r in flicker_rows:
-        print(f"| {r['faces']} | {r['smoothing']} | {r['changes_per_s']:.2f} |")
-    defaults = {"tracking": TrackingConfig().__dict__, "smoothing": SmoothingConfig().__dict__}
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--frames", type=int, default=60)
+    parser.add_argument("--model", default=None, help="checkpoint (default: best available)")
+    parser.add_argument("--quick", action="store_true", help="30 frames, for a smoke test")
+    parser.add_argument("--store", type=Path, default=Path("data/fer2013.h5"))
+    parser.add_argument("--only", choices=("speed", "equalize", "flicker"), help="one part only")
+    args = parser.parse_args()
+    frames = 30 if args.quick else args.frames
+    # One thread each: per-core throughput, and no thread thrashing on a shared machine.
+    set_threads(1)
+    choice = choose_model(args.model)
+    print(f"model: {choice.description}")
+    needs_training = "skipped: needs trained weights (an untrained model's output says nothing)"
+    payload = {"model": choice.description, "trained": choice.trained, "frames": frames,
+               "machine": platform.platform(), "cpus": os.cpu_count(), "match_iou": MATCH_IOU,
+               "defaults": {"tracking": TrackingConfig().__dict__,
+                            "smoothing": SmoothingConfig().__dict__}}  # fmt: skip
+    if args.only in (None, "equalize"):
+        study = equalisation_study(choice.model, args.store) if choice.trained else needs_training
+        payload["equalisation"] = study
+        print_study(study)
+    if args.only in (None, "speed"):
+        load = os.getloadavg()[0]
+        print(f"\nspeed and recall, {frames} frames of 640×480 per video, load average "
+              f"{load:.1f} on {os.cpu_count()} CPUs:")  # fmt: skip
+        payload["speed_recall"] = speed_and_recall(choice.model, frames)
+        payload["load_average"] = [load, os.getloadavg()[0]]
+    if args.only in (None, "flicker"):
+        rows = flicker_study(choice.model, args.store) if choice.trained else needs_training
+        payload["flicker"] = rows
+        print("\nflicker of still FER-2013 test faces under camera jitter (30 fps, 2 s each):")
+        if isinstance(rows, str):
+            print(rows)
+        else:
+            print("| smoothing | label changes/s | accuracy over frames |\n|---|---|---|")
+            for r in rows:
+                print(f"| {r['smoothing']} | {r['changes_per_s']:.2f} | {r['accuracy']:.3f} |")
+    if args.only is not None:
+        print(f"\n(--only {args.only}: {RESULTS} left as it was)")
+        return
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    payload = {
-        "model": choice.description, "trained": choice.trained, "frames": frames,
-        "machine": platform.platform(), "cpus": os.cpu_count(),
-        "load_average": [load_before, os.getloadavg()[0]], "defaults": defaults,
-        "match_iou": MATCH_IOU, "speed_recall": rows, "flicker": flicker_rows,
-        "equalisation": study,
-    }  # fmt: skip
     tmp_path = RESULTS.with_suffix(".json.tmp")
     tmp_path.write_text(json.dumps(payload, indent=2))
     os.replace(tmp_path, RESULTS)

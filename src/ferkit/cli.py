@@ -168,7 +168,7 @@ def predict(
     max_missed: Annotated[
         int | None, typer.Option(help="keep a face for m missed detections [default: 2]")
     ] = None,
-    smoothing: Annotated[str, typer.Option(help="ema | mean | none (per track)")] = "ema",
+    smoothing: Annotated[str, typer.Option(help="mean | ema | none (per track)")] = "mean",
     window: Annotated[int | None, typer.Option(help="frames averaged by 'mean' [default: 5]")] = (
         None
     ),

@@ -42,7 +42,7 @@ class Recognizer:
         model or any `Classifier` (e.g. the ONNX Runtime backend).
     detector: "haar", "mtcnn", "yunet", "none" or a `FaceDetector`; `detector_options`
         are passed to it (e.g. {"eye_check": True} or {"model_path": "yunet.onnx"}).
-    smoothing: "ema", "mean", "none" or a `SmoothingConfig` (videos and streams only).
+    smoothing: "mean" (default), "ema", "none" or a `SmoothingConfig` (videos and streams).
     tracking: True (defaults), False (detect every frame, no ids, no smoothing) or a
         `TrackingConfig` (detect_every, min_hits, max_missed, iou_threshold).
     equalize: histogram-equalise each face crop (FER-2013 faces are contrast-stretched,
@@ -57,7 +57,7 @@ class Recognizer:
         detector: str | FaceDetector = "haar",
         device: str = "cpu",
         *,
-        smoothing: str | SmoothingConfig = "ema",
+        smoothing: str | SmoothingConfig = "mean",
         tracking: bool | TrackingConfig = True,
         equalize: bool | None = True,
         detector_options: dict | None = None,
