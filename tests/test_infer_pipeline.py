@@ -83,6 +83,8 @@ def test_checkpoint_path_and_missing_model(checkpoint):
     assert from_file == pytest.approx(in_memory, abs=1e-6)
     with pytest.raises(ModelError, match="no-such-model"):
         Recognizer("no-such-model")
+    with pytest.raises(ModelError, match="unknown backend 'tensorrt'"):
+        Recognizer(checkpoint, backend="tensorrt")
 
 
 def test_faces_of_many_images_go_through_the_model_in_one_batch(model, tmp_path):

@@ -151,6 +151,9 @@ def predict(
     model: Annotated[str, typer.Option(help="shipped model name, checkpoint or run folder")] = (
         "default"
     ),
+    backend: Annotated[str, typer.Option(help="auto | torch | onnx (an exported model)")] = (
+        "auto"
+    ),
     detector: Annotated[str, typer.Option(help="haar | mtcnn | yunet | none")] = "haar",
     yunet_model: Annotated[Path | None, typer.Option(help="YuNet .onnx file (yunet)")] = None,
     eye_check: Annotated[bool, typer.Option(help="haar: keep faces with a visible eye")] = False,
@@ -220,6 +223,7 @@ def predict(
         tracking=TrackingConfig(**track) if tracking else False,
         equalize=equalize,
         detector_options=options,
+        backend=backend,
     )
     summary = record(
         recognizer, source, out, camera=camera, video=video, gif=gif, show=show,

@@ -39,7 +39,9 @@ class Recognizer:
     """Detect faces and recognise their emotions.
 
     model: a shipped model name ("default", "fast", ...), a checkpoint path, a loaded
-        model or any `Classifier` (e.g. the ONNX Runtime backend).
+        model, an exported .onnx file or any `Classifier`.
+    backend: "auto" (ONNX Runtime for .onnx files, else PyTorch), "torch" or "onnx" (the
+        `ferkit export` output beside the checkpoint); see `load_classifier`.
     detector: "haar", "mtcnn", "yunet", "none" or a `FaceDetector`; `detector_options`
         are passed to it (e.g. {"eye_check": True} or {"model_path": "yunet.onnx"}).
     smoothing: "mean" (default), "ema", "none" or a `SmoothingConfig` (videos and streams).
@@ -62,8 +64,11 @@ class Recognizer:
         equalize: bool | None = True,
         detector_options: dict | None = None,
         batch_size: int = 256,
+        backend: str = "auto",
     ) -> None:
-        self.classifier: Classifier = load_classifier(model, device=device, batch_size=batch_size)
+        self.classifier: Classifier = load_classifier(
+            model, device=device, batch_size=batch_size, backend=backend
+        )
         if isinstance(detector, str):
             options = dict(detector_options or {})
             if detector == "mtcnn":
