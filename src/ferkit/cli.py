@@ -190,16 +190,13 @@ def predict(
     """Recognise emotions in photos, folders, videos, streams or a webcam; write outputs."""
     from rich.console import Console
 
-    from ferkit.infer.recognizer import set_threads
-
-    set_threads(threads)
-
     from ferkit.errors import ConfigError
-    from ferkit.infer.recognizer import Recognizer
+    from ferkit.infer.recognizer import Recognizer, set_threads
     from ferkit.infer.smoothing import SmoothingConfig
     from ferkit.infer.tracking import TrackingConfig
     from ferkit.infer.writers import record
 
+    set_threads(threads)
     if source is None and camera is None:
         raise ConfigError("give a SOURCE (file, folder, glob, URL) or --camera INDEX")
     options: dict = {}
