@@ -16,6 +16,7 @@ scored on the whole PrivateTest split by each runtime (the int8 accuracy change)
 
     python benchmarks/runtime.py [MODEL ...] [--threads 2] [--no-peer] [--seconds 1]
 """
+# ruff: noqa: E402 (torch's OpenMP must be configured before torch is imported)
 
 from __future__ import annotations
 
@@ -25,6 +26,11 @@ import os
 import subprocess
 import tempfile
 from pathlib import Path
+
+# Idle threads sleep in every ferkit runtime, as `OnnxClassifier`'s do. Spinning OpenMP
+# threads cut torch's batch-1 rate about 10× on this busy 2-core machine (measured), which
+# would say more about the neighbours than about torch.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import numpy as np
 import torch
