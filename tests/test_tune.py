@@ -7,7 +7,6 @@ brightness, so a sane recipe learns something in one epoch and a bad one does no
 from __future__ import annotations
 
 import csv
-import os
 import signal
 import subprocess
 import sys
@@ -39,17 +38,16 @@ def learnable_store(path: Path, n_train: int = 280, n_val: int = 70) -> Path:
     return write_store(path, images, labels.astype(np.uint8), splits, force=True)
 
 
+# every trial: one torch thread (on a busy 2-core machine several times faster than two)
+TINY = ["--model", "mini_xception", "--batch-size", "32", "--set", "threads=1"]
+
+
 def tiny_base(store: Path, epochs: int = 2) -> TrainConfig:
     return apply_overrides(
         TrainConfig(),
         {"data.path": str(store), "model.name": "mini_xception", "epochs": epochs,
-         "batch_size": 32},
+         "batch_size": 32, "threads": 1},
     )  # fmt: skip
-
-
-def worker_env() -> dict:
-    """One torch thread per worker process: on a busy 2-core machine, far faster."""
-    return {**os.environ, "OMP_NUM_THREADS": "1"}
 
 
 @pytest.fixture(scope="module")
@@ -58,11 +56,11 @@ def store(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(autouse=True)
-def one_thread():
+def restore_threads():
+    """Trials set torch's thread count for this process: give the other tests theirs back."""
     import torch
 
     threads = torch.get_num_threads()
-    torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
 
@@ -169,14 +167,13 @@ def test_bad_configuration_is_pruned(store, tmp_path):
     assert result.best_trial == good.number and result.counts["pruned"] == 2
 
 
+@pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")
 def test_killed_worker_trial_is_retried_and_resumed(store, tmp_path):
     out = tmp_path / "study"
     command = [sys.executable, "-m", "ferkit", "tune", "--study", "kill", "--trials", "1",
-               "--data", str(store), "--out", str(out), "--model", "mini_xception",
-               "--epochs", "3", "--batch-size", "32", "--heartbeat", "1"]  # fmt: skip
-    worker = subprocess.Popen(
-        command, env=worker_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
-    )
+               "--data", str(store), "--out", str(out), "--epochs", "3", "--heartbeat", "1",
+               *TINY]  # fmt: skip
+    worker = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     first = out / "trials" / "0000"
     deadline = time.monotonic() + 60
     while not (first / "last.pt").exists() and worker.poll() is None:
@@ -198,3 +195,28 @@ def test_killed_worker_trial_is_retried_and_resumed(store, tmp_path):
     resumed = list(csv.DictReader((out / "trials" / "0001" / "metrics.csv").open()))
     assert len(resumed) == 3 and resumed[: len(done_before)] == done_before  # not retrained
     assert result.counts == {**result.counts, "complete": 1, "fail": 1, "running": 0}
+
+
+def test_interrupted_trial_continues_on_the_next_run(store, tmp_path, monkeypatch):
+    import ferkit.train.trainer as trainer
+
+    real_train = trainer.train
+
+    def interrupted(config, **kwargs):  # Ctrl-C right after epoch 1's checkpoint
+        def stop(stats):
+            raise KeyboardInterrupt
+
+        return real_train(config, **{**kwargs, "on_epoch": stop})
+
+    base, out = tiny_base(store), tmp_path / "study"
+    monkeypatch.setattr(trainer, "train", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        tune(base, study_name="ctrl-c", trials=1, out=out, plots=False)
+    monkeypatch.setattr(trainer, "train", real_train)
+    result = tune(base, study_name="ctrl-c", trials=1, out=out, plots=False)
+    stopped, continued = optuna.load_study(study_name="ctrl-c", storage=result.storage).trials
+    assert stopped.state == optuna.trial.TrialState.FAIL
+    assert continued.state == optuna.trial.TrialState.COMPLETE and continued.user_attrs["baseline"]
+    first = (out / "trials" / "0000" / "metrics.csv").read_text().splitlines()
+    again = (out / "trials" / "0001" / "metrics.csv").read_text().splitlines()
+    assert len(first) == 2 and len(again) == 3 and again[:2] == first  # epoch 1 kept

@@ -23,7 +23,7 @@ import optuna
 import pytest
 
 from ferkit.config import load_config
-from test_tune import learnable_store, worker_env
+from test_tune import TINY, learnable_store
 
 STUDY_TRIALS = 4
 
@@ -83,12 +83,9 @@ def test_two_workers_share_one_postgres_study(postgres_url, tmp_path):
     def worker(name: str) -> subprocess.Popen:
         command = [sys.executable, "-m", "ferkit", "tune", "--study", "shared",
                    "--trials", str(STUDY_TRIALS), "--storage", postgres_url,
-                   "--data", str(store), "--out", str(tmp_path / name),
-                   "--model", "mini_xception", "--epochs", "1", "--batch-size", "32",
-                   "--no-plots"]  # fmt: skip
-        return subprocess.Popen(
-            command, env=worker_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT
-        )
+                   "--data", str(store), "--out", str(tmp_path / name), "--epochs", "1",
+                   "--no-plots", *TINY]  # fmt: skip
+        return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
 
     workers = {name: worker(name) for name in ("a", "b")}
     logs = {name: w.communicate(timeout=600)[0].decode() for name, w in workers.items()}

@@ -43,6 +43,10 @@ def _retry() -> RetryHeartbeatStaleTrialCallback:
     return RetryHeartbeatStaleTrialCallback(MAX_RETRY, inherit_intermediate_values=True)
 
 
+def _unknown(what: str, name: str, known: tuple[str, ...]) -> ConfigError:
+    return ConfigError(f"unknown {what} {name!r}; expected one of {', '.join(known)}")
+
+
 def make_sampler(name: str, seed: int | None, trials: int) -> optuna.samplers.BaseSampler:
     """TPE (multivariate, aware of conditional entries), random, or CMA-ES.
 
@@ -63,7 +67,7 @@ def make_sampler(name: str, seed: int | None, trials: int) -> optuna.samplers.Ba
             independent_sampler=optuna.samplers.TPESampler(seed=seed, n_startup_trials=startup),
             warn_independent_sampling=False,
         )
-    raise ConfigError(f"unknown sampler {name!r}; expected one of {', '.join(SAMPLERS)}")
+    raise _unknown("sampler", name, SAMPLERS)
 
 
 def make_pruner(name: str, epochs: int, trials: int) -> optuna.pruners.BasePruner:
@@ -74,7 +78,7 @@ def make_pruner(name: str, epochs: int, trials: int) -> optuna.pruners.BasePrune
         return optuna.pruners.MedianPruner(n_startup_trials=max(1, min(5, trials // 4)))
     if name == "none":
         return optuna.pruners.NopPruner()
-    raise ConfigError(f"unknown pruner {name!r}; expected one of {', '.join(PRUNERS)}")
+    raise _unknown("pruner", name, PRUNERS)
 
 
 def open_storage(url: str, heartbeat: int, grace: int | None = None) -> RDBStorage:
@@ -128,7 +132,7 @@ class Objective:
 
         def report(stats) -> bool:
             trial.report(stats.val_acc, stats.epoch)
-            if trial.should_prune():
+            if stats.epoch < config.epochs and trial.should_prune():  # the last one is free
                 pruned_at.append(stats.epoch)
                 return True  # the trainer stops after this epoch
             return False
@@ -141,8 +145,8 @@ class Objective:
         trial.set_user_attr("epochs", result.epochs)
         trial.set_user_attr("best_epoch", result.best_epoch)
         if pruned_at:
-            raise optuna.TrialPruned(f"val acc {result.history[-1].val_acc:.4f} at epoch "
-                                     f"{pruned_at[0]}")  # fmt: skip
+            last = result.history[-1].val_acc
+            raise optuna.TrialPruned(f"val acc {last:.4f} at epoch {pruned_at[0]}")
         return result.best_val_acc
 
     def _take_over(self, trial: optuna.Trial, run_dir: Path) -> bool:
@@ -193,6 +197,9 @@ def tune(
     """
     if trials < 1:
         raise ConfigError(f"trials must be at least 1, got {trials}")
+    for what, name, known in (("sampler", sampler, SAMPLERS), ("pruner", pruner, PRUNERS)):
+        if name not in known:  # checked before anything is written
+            raise _unknown(what, name, known)
     if not Path(base.data.path).exists():
         raise DataError(f"{base.data.path}: no such data store (run `ferkit data prepare`)")
     out = Path(out) if out is not None else Path("runs/tune") / study_name
