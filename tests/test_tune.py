@@ -19,11 +19,22 @@ import pytest
 
 from ferkit.config import TrainConfig, apply_overrides, load_config
 from ferkit.errors import ConfigError
-from ferkit.tune import DEFAULT_SPACE, load_space, search_space, tune, validate_space
+from ferkit.tune import (
+    DEFAULT_SPACE,
+    PRUNERS,
+    SAMPLERS,
+    load_space,
+    search_space,
+    tune,
+    validate_space,
+)
+from ferkit.tune.study import make_pruner, make_sampler
 
 from conftest import synthetic_faces
 
 REPO = Path(__file__).resolve().parents[1]
+# Optuna marks multivariate TPE and the retry helpers "experimental"; they are what we use
+pytestmark = pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")
 
 
 def learnable_store(path: Path, n_train: int = 280, n_val: int = 70) -> Path:
@@ -80,6 +91,23 @@ def test_search_space_follows_conditions_and_config_types():
             assert ("sched.patience" in overrides) == (scheduler == "plateau")
             if scheduler == "plateau":
                 assert isinstance(overrides["sched.patience"], int)
+
+
+@pytest.mark.parametrize("sampler", SAMPLERS)
+def test_every_sampler_drives_the_space(sampler):
+    """A quick study without training: each sampler, past its random start-up trials."""
+    study = optuna.create_study(direction="maximize", sampler=make_sampler(sampler, 0, 9))
+    base = TrainConfig()
+    for _ in range(6):
+        trial = study.ask()
+        overrides = search_space(trial, DEFAULT_SPACE, base)
+        apply_overrides(base, overrides)
+        study.tell(trial, -abs(np.log10(overrides["optim.lr"]) + 2))  # best near lr 0.01
+    assert len({t.params["optim.lr"] for t in study.trials}) == 6
+    for name in PRUNERS:
+        make_pruner(name, epochs=5, trials=9)
+    with pytest.raises(ConfigError, match="unknown pruner 'asha'"):
+        make_pruner("asha", epochs=5, trials=9)
 
 
 def test_space_yaml_narrows_widens_and_rejects_typos(tmp_path):
@@ -167,7 +195,6 @@ def test_bad_configuration_is_pruned(store, tmp_path):
     assert result.best_trial == good.number and result.counts["pruned"] == 2
 
 
-@pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")
 def test_killed_worker_trial_is_retried_and_resumed(store, tmp_path):
     out = tmp_path / "study"
     command = [sys.executable, "-m", "ferkit", "tune", "--study", "kill", "--trials", "1",
