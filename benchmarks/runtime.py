@@ -81,10 +81,13 @@ def bench_model(spec, store, faces, labels, args, folder: Path) -> list[dict]:
     model = load_model(path)
     name = spec if trained else f"{spec} (untrained)"
     check = None if trained else 256  # trained: the int8 check covers all of PrivateTest
-    fp32 = export_onnx(model, folder / f"{path.stem}-{model.ferkit.arch}.onnx", data=store,
-                       check_samples=check)  # fmt: skip
-    int8 = export_onnx(model, folder / f"{path.stem}-{model.ferkit.arch}.int8.onnx", int8="static",
-                       data=store, check_samples=check)  # fmt: skip
+    stem = f"{folder}/{path.stem}-{model.ferkit.arch}"
+    fp32 = export_onnx(model, Path(f"{stem}.onnx"), data=store, check_samples=check)
+    # An untrained model's top class flips on tiny changes: report its agreement, never fail.
+    int8 = export_onnx(
+        model, Path(f"{stem}.int8.onnx"), int8="static", data=store, check_samples=check,
+        min_agreement=0.9 if trained else 0.0,
+    )  # fmt: skip
     classifiers = {
         "torch fp32": TorchClassifier(model),
         "ORT fp32": OnnxClassifier(fp32.path, threads=args.threads),
