@@ -6,7 +6,9 @@ Both pipelines train the same model with the same optimizer and equivalent augme
                 select + `normalize` + batched tensor augmentation (ferkit.data.augment)
     dataloader  a torch `Dataset` that decodes one PNG per item and augments it with
                 OpenCV/numpy, batched by `DataLoader(num_workers=...)`, as notebooks do
-and the ferkit pipeline is also timed with bf16 autocast. Measurements alternate in rounds
+and the ferkit pipeline is also timed with bf16 autocast. The first row times the data
+pipelines alone (no model): on a CPU the model step dominates a training step, so the
+end-to-end ratio there is much smaller than the pipeline ratio. Measurements alternate in rounds
 and the best round counts, since other work on a shared machine slows any one of them.
 Target (issue 3): ferkit ≥ 1.5× the DataLoader images/s for seed_cnn on CPU.
 
@@ -118,14 +120,26 @@ def time_steps(model, optimizer, batches, steps: int, device, amp) -> float:
     return steps * len(y) / (time.perf_counter() - start)
 
 
+def time_batches(batches, count: int, device) -> float:
+    """Images per second of the data pipeline alone (no model)."""
+    x, _ = next(batches)
+    start = time.perf_counter()
+    for _ in range(count):
+        x, _ = next(batches)
+        x = x.to(device, non_blocking=True)
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return count * len(x) / (time.perf_counter() - start)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", nargs="+", default=["seed_cnn", "mini_xception"])
-    parser.add_argument("--steps", type=int, default=20, help="timed steps per measurement")
-    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds; best counts")
+    parser.add_argument("--steps", type=int, default=10, help="timed steps per measurement")
+    parser.add_argument("--rounds", type=int, default=2, help="alternating rounds; best counts")
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--workers", type=int, default=2, help="DataLoader worker processes")
-    parser.add_argument("--bf16-steps", type=int, default=5, help="(bf16 is emulated on AVX2)")
+    parser.add_argument("--bf16-steps", type=int, default=3, help="(emulated on AVX2: slow)")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
     args = parser.parse_args()
     if args.threads > 0:
@@ -143,6 +157,19 @@ def main() -> None:
             prep = split.preprocessing
             # Per-item cost does not depend on the dataset size; 8k rows keep the setup short.
             dataset = PngDataset(images[:8192], labels[:8192], prep.mean, prep.std)
+            ours = ferkit_batches(split, args.batch, device)
+            plain = dataloader_batches(dataset, args.batch, args.workers)
+            data = [0.0, 0.0]
+            for _ in range(args.rounds):
+                data[0] = max(data[0], time_batches(ours, 5 * args.steps, device))
+                data[1] = max(data[1], time_batches(plain, 5 * args.steps, device))
+            rows.append({"model": "(data pipeline only)", "device": device.type,
+                         "ferkit img/s": round(data[0]), "DataLoader img/s": round(data[1]),
+                         "ferkit / DataLoader": round(data[0] / data[1], 2),
+                         "ferkit bf16 img/s": "-", "bf16 / fp32": "-"})  # fmt: skip
+            results.append({"model": None, "device": device.type, "ferkit img/s": data[0],
+                            "DataLoader img/s": data[1], "store_load_s": load_s})  # fmt: skip
+            del plain
             for name in args.models:
                 torch.manual_seed(0)
                 model = create_model(name).to(device)

@@ -15,6 +15,7 @@ and resumable (`state_dict()`).
 from __future__ import annotations
 
 import math
+from contextlib import contextmanager
 
 import numpy as np
 import torch
@@ -33,13 +34,11 @@ def random_crop(x: torch.Tensor, padding: int, g: torch.Generator, fill: float =
         return x
     n, _, h, w = x.shape
     padded = F.pad(x, (padding,) * 4, value=fill)
-    oy = torch.randint(0, 2 * padding + 1, (n, 1, 1), generator=g, device=g.device)
-    ox = torch.randint(0, 2 * padding + 1, (n, 1, 1), generator=g, device=g.device)
-    rows = (oy + torch.arange(h, device=g.device).view(1, h, 1)).to(x.device)
-    cols = (ox + torch.arange(w, device=g.device).view(1, 1, w)).to(x.device)
-    batch = torch.arange(n, device=x.device).view(n, 1, 1)
-    # Advanced indices around a slice put the indexed dims first: (N, H, W, C).
-    return padded[batch, :, rows, cols].permute(0, 3, 1, 2).contiguous()
+    # All (2p+1)² windows as a view (no copy); one advanced index picks one per image.
+    windows = padded.unfold(2, h, 1).unfold(3, w, 1)  # (N, C, 2p+1, 2p+1, H, W)
+    oy = torch.randint(0, 2 * padding + 1, (n,), generator=g, device=g.device).to(x.device)
+    ox = torch.randint(0, 2 * padding + 1, (n,), generator=g, device=g.device).to(x.device)
+    return windows[torch.arange(n, device=x.device), :, oy, ox]
 
 
 def random_flip(x: torch.Tensor, p: float, g: torch.Generator, dim: int = -1):
@@ -190,6 +189,21 @@ def mix(x: torch.Tensor, y: torch.Tensor, cfg: AugmentConfig, g: torch.Generator
     return out, y, y[perm], 1.0 - (y1 - y0) * (x1 - x0) / (h * w)
 
 
+@contextmanager
+def _single_thread(device: torch.device):
+    """Run CPU ops on one thread: a batch of 48×48 images is too small to gain from
+    intra-op threads, and their barriers cost milliseconds per op on a busy machine."""
+    if device.type != "cpu":
+        yield
+        return
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
 class Augmenter:
     """All augmentations of an `AugmentConfig`, applied to a batch in a fixed order.
 
@@ -215,16 +229,19 @@ class Augmenter:
     def images(self, x: torch.Tensor) -> torch.Tensor:
         """Every per-image op (no mixing): same shape, dtype and value range."""
         cfg, g = self.cfg, self.generator
-        x = random_crop(x, cfg.crop_padding, g, self.fill)
-        x = random_affine(x, cfg, g, self.fill)
-        x = random_flip(x, cfg.hflip, g, dim=-1)
-        x = random_flip(x, cfg.vflip, g, dim=-2)
-        x = jitter(x, cfg.brightness, cfg.contrast, g, self.value_range)
-        return random_erase(x, cfg.erase_p, cfg.erase_max_area, g, self.value_range)
+        with _single_thread(x.device):
+            x = random_crop(x, cfg.crop_padding, g, self.fill)
+            x = random_affine(x, cfg, g, self.fill)
+            x = random_flip(x, cfg.hflip, g, dim=-1)
+            x = random_flip(x, cfg.vflip, g, dim=-2)
+            x = jitter(x, cfg.brightness, cfg.contrast, g, self.value_range)
+            return random_erase(x, cfg.erase_p, cfg.erase_max_area, g, self.value_range)
 
     def __call__(self, x: torch.Tensor, y: torch.Tensor):
         """(images, y_a, y_b, lam) for a training batch; lam = 1 and y_b = y_a when unmixed."""
-        return mix(self.images(x), y, self.cfg, self.generator)
+        images = self.images(x)
+        with _single_thread(x.device):
+            return mix(images, y, self.cfg, self.generator)
 
     def state_dict(self) -> dict:
         return {"generator": self.generator.get_state()}
