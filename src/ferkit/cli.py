@@ -92,7 +92,7 @@ def data_prepare(
 @data_app.command("inspect")
 def data_inspect(
     store: Annotated[Path, typer.Argument(help="an HDF5 store written by `ferkit data prepare`")],
-    plot: Annotated[bool, typer.Option(help="write a class-distribution chart and samples")] = False,
+    plot: Annotated[bool, typer.Option(help="write class-distribution and sample plots")] = False,
     out: Annotated[Path | None, typer.Option(help="folder for the plots (default: beside)")] = None,
 ) -> None:
     """Class distribution per split, normalisation statistics and the cleaning summary."""
@@ -585,3 +585,22 @@ def serve_cmd(
         console.print(f"[yellow]listening on {host}: reachable from other machines, no auth[/]")
     console.print(f"web page: http://{host}:{port}/   API docs: http://{host}:{port}/docs")
     run(served, host=host, port=port, log_level=log_level)
+
+
+# ---------------------------------------------------------------- ship
+@app.command("ship")
+def ship(
+    source: Annotated[Path, typer.Argument(help="run folder or checkpoint to ship")],
+    name: Annotated[str, typer.Option(help="shipped model name, e.g. default or fast")],
+    command: Annotated[str, typer.Option(help="the training command that produced SOURCE")],
+    data: Annotated[Path, typer.Option(help="HDF5 store to measure on")] = Path("data/fer2013.h5"),
+    wall_time: Annotated[float | None, typer.Option(help="training wall time, seconds")] = None,
+    dest: Annotated[Path | None, typer.Option(help="folder (default: the package)")] = None,
+) -> None:
+    """Package a trained model as shipped weights with a model card of measured results."""
+    from ferkit.evaluate.card import ship_model
+
+    weights, card = ship_model(
+        source, name, data=data, command=command, wall_time_s=wall_time, dest=dest
+    )
+    typer.echo(f"wrote {weights}\nwrote {card}")

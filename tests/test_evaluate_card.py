@@ -1,0 +1,57 @@
+"""ship_model(): safetensors weights plus a card whose numbers are measured, not copied."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import torch
+
+from ferkit.data import open_store, write_store
+from ferkit.evaluate.card import sha256_of, ship_model
+from ferkit.models.checkpoint import load_model, save_checkpoint
+from ferkit.models.registry import create_model
+
+from conftest import synthetic_faces
+
+
+def test_ship_writes_weights_and_an_honest_card(tmp_path):
+    n = 140
+    images = synthetic_faces(n, 3)
+    labels = np.arange(n) % 7
+    store = write_store(tmp_path / "s.h5", images, labels, np.array([0, 1, 2, 1] * (n // 4)))
+    torch.manual_seed(0)
+    model = create_model("mini_xception")
+    with open_store(store) as opened:
+        prep = opened.preprocessing()
+        test_faces, test_labels = opened.split_arrays("test")
+    checkpoint = save_checkpoint(
+        tmp_path / "run" / "best.pt", model, arch="mini_xception", arch_kwargs={},
+        preprocessing=prep, epoch=3, metrics={"val_acc": 0.2},
+    )  # fmt: skip
+    weights, card_file = ship_model(
+        tmp_path / "run", "tiny", data=store, command="ferkit train ...", dest=tmp_path / "w"
+    )
+    card = json.loads(card_file.read_text())
+    assert card["sha256"] == sha256_of(weights)
+    assert card["architecture"]["parameters"] == sum(p.numel() for p in model.parameters())
+    assert card["training"]["command"] == "ferkit train ..."
+    assert set(card["results"]["by_tta"]) == {"none", "flip"}
+    assert card["results"]["temperature"] > 0
+
+    shipped = load_model(weights)
+    assert shipped.ferkit.metrics["temperature"] == card["results"]["temperature"]
+    with torch.no_grad():
+        logits = shipped(torch.from_numpy(test_faces).float().unsqueeze(1) / 255)
+    original = load_model(checkpoint)
+    with torch.no_grad():
+        torch.testing.assert_close(
+            logits, original(torch.from_numpy(test_faces).float().unsqueeze(1) / 255)
+        )
+    mode = card["results"]["tta_chosen_on_val"]
+    from ferkit.evaluate.tta import predict_tta
+    from ferkit.infer.backends import TorchClassifier
+
+    probs = predict_tta(TorchClassifier(original), test_faces, mode)
+    measured = float((probs.argmax(1) == test_labels).mean())
+    assert card["results"]["test_accuracy"] == measured

@@ -1,0 +1,63 @@
+"""The shipped weights: each loads, matches its card, and reproduces the card's accuracy."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from ferkit.evaluate.card import card_path, sha256_of
+from ferkit.models.checkpoint import load_model, shipped_models, weights_dir
+
+SHIPPED = shipped_models()
+needs_weights = pytest.mark.skipif(not SHIPPED, reason="no weights shipped in src/ferkit/weights")
+
+
+def card_of(name: str) -> dict:
+    return json.loads(card_path(weights_dir() / f"{name}.safetensors").read_text())
+
+
+@needs_weights
+@pytest.mark.parametrize("name", SHIPPED)
+def test_weights_load_and_match_their_card(name):
+    weights = weights_dir() / f"{name}.safetensors"
+    card = card_of(name)
+    assert card["sha256"] == sha256_of(weights)
+    assert weights.stat().st_size <= 30 * 2**20
+    model = load_model(name)
+    assert sum(p.numel() for p in model.parameters()) == card["architecture"]["parameters"]
+    assert model.ferkit.preprocessing.to_dict() == card["preprocessing"]
+    assert card["results"]["tta_chosen_on_val"] in card["results"]["by_tta"]
+
+
+@pytest.fixture(scope="module")
+def private_test(fer2013_archive):
+    """All 3,589 PrivateTest faces, decoded from the archive itself (not from a store)."""
+    from ferkit.data.clean import decode
+    from ferkit.data.sources import SourceReader
+
+    faces, labels = [], []
+    for item in SourceReader(fer2013_archive).items():
+        if item.split == 2:
+            faces.append(decode(item))
+            labels.append(item.label)
+        elif item.split == 0:
+            break  # the archive lists test/ before train/
+    return np.stack(faces), np.array(labels)
+
+
+@needs_weights
+@pytest.mark.integration
+@pytest.mark.parametrize("name", SHIPPED)
+def test_shipped_accuracy_reproduces_the_card(name, private_test):
+    from ferkit.evaluate.tta import predict_tta
+    from ferkit.infer.backends import load_classifier
+
+    faces, labels = private_test
+    assert len(labels) == 3_589
+    card = card_of(name)
+    mode = card["results"]["tta_chosen_on_val"]
+    probs = predict_tta(load_classifier(name), faces, mode)
+    accuracy = float((probs.argmax(1) == labels).mean())
+    assert abs(accuracy - card["results"]["test_accuracy"]) <= 0.03
