@@ -61,3 +61,26 @@ def test_shipped_accuracy_reproduces_the_card(name, private_test):
     probs = predict_tta(load_classifier(name), faces, mode)
     accuracy = float((probs.argmax(1) == labels).mean())
     assert abs(accuracy - card["results"]["test_accuracy"]) <= 0.03
+
+
+def test_every_alias_points_at_a_shipped_file():
+    from ferkit.models.checkpoint import shipped_aliases
+
+    for alias, target in shipped_aliases().items():
+        assert target in SHIPPED, f"alias {alias!r} → {target!r}, which is not shipped"
+        assert load_model(alias).ferkit.path == load_model(target).ferkit.path
+
+
+def test_alias_resolution(tmp_path, monkeypatch):
+    from ferkit.models import checkpoint
+    from ferkit.models.registry import create_model
+
+    checkpoint.save_checkpoint(
+        tmp_path / "small.safetensors", create_model("mini_xception"),
+        arch="mini_xception", arch_kwargs={}, preprocessing={},
+    )  # fmt: skip
+    (tmp_path / "aliases.json").write_text(json.dumps({"default": "small"}))
+    monkeypatch.setattr(checkpoint, "weights_dir", lambda: tmp_path)
+    assert checkpoint.resolve_checkpoint("default") == tmp_path / "small.safetensors"
+    with pytest.raises(checkpoint.ModelError, match="shipped models: small, default"):
+        checkpoint.resolve_checkpoint("large")

@@ -68,13 +68,15 @@ def make_clip(path: Path, seconds: float = 4.0, fps: float = 15.0, size=(640, 48
 
 def choose_model(explicit: str | None = None, runs: Path = Path("runs")) -> ModelChoice:
     """The best model available for the demo, with a plain description of what it is."""
-    from ferkit.models.checkpoint import load_model, shipped_models
+    from ferkit.models.checkpoint import load_model, shipped_aliases, shipped_models
 
     explicit = explicit or os.environ.get("FERKIT_MODEL")
     if explicit:
         return ModelChoice(load_model(explicit), f"{explicit} (chosen explicitly)", True)
-    if "default" in shipped_models():
-        return ModelChoice(load_model("default"), "shipped 'default' weights", True)
+    if "default" in shipped_models() or "default" in shipped_aliases():
+        target = shipped_aliases().get("default", "default")
+        shown = "" if target == "default" else f" (= {target!r})"
+        return ModelChoice(load_model("default"), f"shipped 'default' weights{shown}", True)
     best = _best_run(runs)
     if best is not None:
         model = load_model(best)

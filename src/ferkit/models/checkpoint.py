@@ -89,6 +89,13 @@ def shipped_models() -> list[str]:
     return sorted(path.stem for path in weights_dir().glob("*.safetensors"))
 
 
+def shipped_aliases() -> dict[str, str]:
+    """Names that point at another shipped model (`weights/aliases.json`), e.g. `default`
+    → `fast` while the small model is the most accurate one trained so far."""
+    path = weights_dir() / "aliases.json"
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
 def clean_state_dict(state: Mapping[str, Tensor]) -> dict[str, Tensor]:
     """CPU copy of a state dict with DDP/compile wrapper prefixes removed from the keys."""
     cleaned = {}
@@ -267,10 +274,11 @@ def resolve_checkpoint(path_or_name: str | Path) -> Path:
     if path.is_file():
         return path
     if isinstance(path_or_name, str) and path_or_name == path.name and not path.suffix:
-        shipped = weights_dir() / f"{path_or_name}.safetensors"
+        name = shipped_aliases().get(path_or_name, path_or_name)
+        shipped = weights_dir() / f"{name}.safetensors"
         if shipped.is_file():
             return shipped
-        names = ", ".join(shipped_models()) or "none yet"
+        names = ", ".join(shipped_models() + sorted(shipped_aliases())) or "none yet"
         raise ModelError(
             f"no checkpoint file or shipped model named {path_or_name!r}; shipped models: {names}"
         )
