@@ -130,10 +130,15 @@ class TensorBoardLog:
 
 
 class ProgressBar:
-    """A rich bar per epoch with live loss, accuracy and images/s; silent when disabled."""
+    """A rich bar per epoch with live loss, accuracy and images/s.
 
-    def __init__(self, enabled: bool, epochs: int):
+    Disabled, it logs one line per epoch instead; `quiet` (DDP ranks other than 0) does
+    neither.
+    """
+
+    def __init__(self, enabled: bool, epochs: int, quiet: bool = False):
         self.epochs = epochs
+        self.quiet = quiet
         self.progress = None
         self.task = None
         if enabled:
@@ -175,7 +180,7 @@ class ProgressBar:
                 f"{stats.images_per_s:.0f} img/s"
             )
             self.progress.update(self.task, stats=summary)
-        else:
+        elif not self.quiet:
             logger.info(stats.line())
 
     def close(self) -> None:

@@ -398,9 +398,10 @@ class _Run:
 
     def fit(self, on_epoch) -> TrainResult:
         cfg, ctx = self.cfg, self.ctx
-        bar = ProgressBar(cfg.log.progress and ctx.is_main, cfg.epochs)
+        bar = ProgressBar(cfg.log.progress and ctx.is_main, cfg.epochs, quiet=not ctx.is_main)
         board = TensorBoardLog(self.run_dir) if cfg.log.tensorboard and ctx.is_main else None
-        logger.info(
+        logger.log(
+            logging.INFO if ctx.is_main else logging.DEBUG,
             "training %s on %s (%d process(es), amp=%s, channels_last=%s): %d train / %d val",
             cfg.model.name,
             ctx.device,
