@@ -4,8 +4,8 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 # Extras the tests need; later features add theirs here.
 EXTRAS := dev,onnx,tune,serve
-STAMP  := $(VENV)/.installed-$(subst $(comma),-,$(EXTRAS))
 comma  := ,
+STAMP  := $(VENV)/.installed-$(subst $(comma),-,$(EXTRAS))
 # One setting for the real dataset; tests and benchmarks skip where it is absent.
 export FERKIT_FER2013 ?= $(abspath ../shared/data/fer2013/fer2013.tar.gz)
 

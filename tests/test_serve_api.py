@@ -9,6 +9,7 @@ import json
 import struct
 import time
 import zlib
+from dataclasses import asdict
 
 import cv2
 import numpy as np
@@ -21,6 +22,7 @@ from fastapi.testclient import TestClient  # noqa: E402
 from starlette.websockets import WebSocketDisconnect  # noqa: E402
 
 from ferkit.infer.demo import sample_image  # noqa: E402
+from ferkit.infer.smoothing import SmoothingConfig  # noqa: E402
 from ferkit.labels import EMOTIONS  # noqa: E402
 from ferkit.models.checkpoint import Checkpoint, save_checkpoint  # noqa: E402
 from ferkit.models.registry import create_model  # noqa: E402
@@ -241,7 +243,7 @@ def test_stream_tracks_and_smooths_per_connection(client):
     with client.websocket_connect("/api/stream") as ws:
         hello = ws.receive_json()
         assert hello["type"] == "hello" and hello["limits"]["max_fps"] == 15.0
-        assert hello["smoothing"] == {"method": "ema", "window": 5, "alpha": 0.4}
+        assert hello["smoothing"] == asdict(SmoothingConfig())  # the Recognizer's default
         results = []
         for seq in range(1, 5):
             ws.send_bytes(PHOTO)
@@ -256,11 +258,11 @@ def test_stream_tracks_and_smooths_per_connection(client):
         assert_face(results[-1]["faces"][0], 400, 400)
         assert results[-1]["width"] == 400 and results[-1]["latency_ms"] > 0
 
-        ws.send_text(json.dumps({"smoothing": "mean", "window": 3}))
+        ws.send_text(json.dumps({"smoothing": "ema", "alpha": 0.6, "window": 3}))
         assert receive_until(ws, "config")["smoothing"] == {
-            "method": "mean",
+            "method": "ema",
             "window": 3,
-            "alpha": 0.4,
+            "alpha": 0.6,
         }
     # A new connection starts with its own tracker: ids begin at 1 again.
     with client.websocket_connect("/api/stream") as ws:
