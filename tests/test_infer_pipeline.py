@@ -203,6 +203,7 @@ def test_demo_model_choice_says_what_it_uses(tmp_path, monkeypatch):
 
     monkeypatch.delenv("FERKIT_MODEL", raising=False)
     monkeypatch.setattr(checkpoint_module, "shipped_models", lambda: [])
+    monkeypatch.setattr(checkpoint_module, "shipped_aliases", lambda: {})
     untrained = choose_model(runs=tmp_path)
     assert not untrained.trained and "UNTRAINED" in untrained.description
     torch.manual_seed(0)
