@@ -350,6 +350,7 @@ def test_model_by_path_and_fallback(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # no runs/ here, and no shipped weights yet
     monkeypatch.delenv("FERKIT_MODEL", raising=False)
     monkeypatch.setattr("ferkit.models.checkpoint.shipped_models", lambda: [])
+    monkeypatch.setattr("ferkit.models.checkpoint.shipped_aliases", lambda: {})
     with TestClient(create_app()) as c:
         health = c.get("/api/health").json()
         assert health["trained"] is False and "UNTRAINED" in health["model"]
