@@ -8,7 +8,8 @@ import numpy as np
 import torch
 
 from ferkit.data import open_store, write_store
-from ferkit.evaluate.card import sha256_of, ship_model
+from ferkit.evaluate.card import ship_model
+from ferkit.files import sha256_file
 from ferkit.models.checkpoint import load_model, save_checkpoint
 from ferkit.models.registry import create_model
 
@@ -33,7 +34,7 @@ def test_ship_writes_weights_and_an_honest_card(tmp_path):
         tmp_path / "run", "tiny", data=store, command="ferkit train ...", dest=tmp_path / "w"
     )
     card = json.loads(card_file.read_text())
-    assert card["sha256"] == sha256_of(weights)
+    assert card["sha256"] == sha256_file(weights)
     assert card["architecture"]["parameters"] == sum(p.numel() for p in model.parameters())
     assert card["training"]["command"] == "ferkit train ..."
     assert set(card["results"]["by_tta"]) == {"none", "flip"}

@@ -21,7 +21,7 @@ from ferkit.evaluate import evaluate, explain_images
 from ferkit.evaluate.calibration import store_temperature
 from ferkit.evaluate.compare import compare
 from ferkit.evaluate.ensemble import ensemble_probs
-from ferkit.evaluate.runner import sha256_file
+from ferkit.files import sha256_file
 from ferkit.labels import EMOTIONS
 from ferkit.models.checkpoint import load_checkpoint, save_checkpoint
 from ferkit.models.registry import create_model

@@ -13,7 +13,8 @@ import torch
 
 from ferkit.data.store import open_store
 from ferkit.errors import ConfigError, ModelError
-from ferkit.export import default_output, export_onnx, file_sha256, read_metadata
+from ferkit.export import default_output, export_onnx, read_metadata
+from ferkit.files import sha256_file
 from ferkit.infer.backends import Classifier, OnnxClassifier, TorchClassifier, load_classifier
 from ferkit.infer.recognizer import Recognizer
 from ferkit.labels import EMOTIONS
@@ -85,7 +86,7 @@ def test_round_trip_matches_pytorch_and_carries_metadata(checkpoint, exported):
     assert meta["class_names"] == list(EMOTIONS)
     assert meta["input_size"] == [48, 48] and meta["input_dtype"] == "uint8"
     assert meta["preprocessing"] == model.ferkit.preprocessing.to_dict()
-    assert meta["source_sha256"] == file_sha256(checkpoint) == exported.source_sha256
+    assert meta["source_sha256"] == sha256_file(checkpoint) == exported.source_sha256
     assert meta["arch"] == "mini_xception" and meta["parity"]["max_abs_diff"] <= 1e-4
 
     # The batch axis is dynamic: 1, 7 and 300 faces (the last in two chunks of 256).

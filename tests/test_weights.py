@@ -7,7 +7,8 @@ import json
 import numpy as np
 import pytest
 
-from ferkit.evaluate.card import card_path, sha256_of
+from ferkit.evaluate.card import card_path
+from ferkit.files import sha256_file
 from ferkit.models.checkpoint import load_model, shipped_models, weights_dir
 
 SHIPPED = shipped_models()
@@ -23,7 +24,7 @@ def card_of(name: str) -> dict:
 def test_weights_load_and_match_their_card(name):
     weights = weights_dir() / f"{name}.safetensors"
     card = card_of(name)
-    assert card["sha256"] == sha256_of(weights)
+    assert card["sha256"] == sha256_file(weights)
     assert weights.stat().st_size <= 30 * 2**20
     model = load_model(name)
     assert sum(p.numel() for p in model.parameters()) == card["architecture"]["parameters"]

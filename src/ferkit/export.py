@@ -19,7 +19,6 @@ split of an HDF5 store, or random pixels if none is given): fp32 must match with
 from __future__ import annotations
 
 import copy
-import hashlib
 import json
 import logging
 import os
@@ -33,6 +32,7 @@ import torch
 from torch import nn
 
 from ferkit.errors import ConfigError, ModelError
+from ferkit.files import sha256_file
 from ferkit.preprocess import Preprocessing, normalize
 
 log = logging.getLogger(__name__)
@@ -93,14 +93,6 @@ class ExportReport:
         if self.calibration:
             lines.append(f"calibrated on {self.calibration}")
         return "\n".join(lines)
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def read_metadata(path: str | Path) -> dict:
@@ -284,7 +276,7 @@ def export_onnx(
     except onnx.checker.ValidationError as error:
         raise ModelError(f"{out}: the exported graph is invalid: {error}") from error
 
-    sha = file_sha256(source) if source and source.is_file() else None
+    sha = sha256_file(source) if source and source.is_file() else None
     del proto.metadata_props[:]  # the quantiser's notes; every ferkit value is JSON
     props = {
         "format": FORMAT,

@@ -9,7 +9,6 @@ the data it was trained on, the training command, hardware and wall time.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import platform
@@ -19,14 +18,10 @@ from pathlib import Path
 import numpy as np
 
 from ferkit.errors import ModelError
+from ferkit.files import sha256_file
 
 TTA_MODES = ("none", "flip")
 CARD_SUFFIX = ".card.json"
-
-
-def sha256_of(path: Path) -> str:
-    with open(path, "rb") as handle:
-        return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
 def card_path(weights: Path) -> Path:
@@ -74,14 +69,13 @@ def ship_model(
     """
     import torch
 
-    from ferkit.data.store import open_store
+    from ferkit.data.store import atomic_path, open_store
     from ferkit.evaluate.calibration import (
         apply_temperature,
         expected_calibration_error,
         fit_temperature,
     )
     from ferkit.evaluate.metrics import classification_metrics
-    from ferkit.evaluate.runner import sha256_file
     from ferkit.evaluate.tta import predict_tta
     from ferkit.infer.backends import TorchClassifier
     from ferkit.models.checkpoint import (
@@ -137,7 +131,7 @@ def ship_model(
     card = {
         "name": name,
         "file": weights.name,
-        "sha256": sha256_of(weights),
+        "sha256": sha256_file(weights),
         "size_bytes": weights.stat().st_size,
         "architecture": {
             "arch": checkpoint.arch,
@@ -176,7 +170,6 @@ def ship_model(
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
     path = card_path(weights)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(card, indent=1, default=str) + "\n")
-    os.replace(tmp, path)
+    with atomic_path(path, force=True) as tmp:
+        tmp.write_text(json.dumps(card, indent=1, default=str) + "\n")
     return weights, path

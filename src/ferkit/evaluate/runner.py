@@ -15,7 +15,6 @@ sha256 and whether leakage-cleaned data was used, and warns where the protocol w
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import re
 import time
@@ -36,6 +35,7 @@ from ferkit.evaluate.calibration import (
 from ferkit.evaluate.ensemble import Member, check_compatible, ensemble_probs, load_members
 from ferkit.evaluate.metrics import BOOTSTRAP, classification_metrics
 from ferkit.evaluate.tta import check_mode, predict_tta, view_count
+from ferkit.files import sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -63,14 +63,6 @@ class EvalResult:
     report: dict
     out: Path
     files: list[Path] = field(default_factory=list)
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def load_store_data(path: str | Path, split: str) -> EvalData:

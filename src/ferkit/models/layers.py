@@ -33,6 +33,11 @@ def make_activation(name: str) -> nn.Module:
     return cls(inplace=True) if inplace else cls()
 
 
+def scaled_channels(channels: int, width: float) -> int:
+    """Channels of a layer under a width multiplier, rounded, never below 8."""
+    return max(8, int(round(channels * width)))
+
+
 def conv_bn_act(
     in_chans: int, out_chans: int, act: str, kernel_size: int = 3, stride: int = 1
 ) -> list[nn.Module]:

@@ -17,7 +17,7 @@ from collections.abc import Callable
 
 from torch import nn
 
-from ferkit.models.layers import make_activation, resize_input
+from ferkit.models.layers import make_activation, resize_input, scaled_channels
 from ferkit.models.registry import register_model
 
 Attention = Callable[[int], nn.Module]
@@ -136,7 +136,7 @@ class ResNet(nn.Module):
 
 def base_channels(width: float) -> int:
     """Stage-1 channels for a width multiplier (64 at width 1)."""
-    return max(8, int(round(64 * width)))
+    return scaled_channels(64, width)
 
 
 @register_model("resnet18")

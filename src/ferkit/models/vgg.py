@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from ferkit.models.layers import conv_bn_act, make_activation
+from ferkit.models.layers import conv_bn_act, make_activation, scaled_channels
 from ferkit.models.registry import INPUT_SIZE, register_model
 
 _STAGES = (64, 128, 256, 512)
@@ -35,7 +35,7 @@ class VGGFER(nn.Module):
         layers: list[nn.Module] = []
         chans = in_chans
         for stage in _STAGES:
-            out = max(8, int(round(stage * width)))
+            out = scaled_channels(stage, width)
             layers += [*conv_bn_act(chans, out, act), *conv_bn_act(out, out, act), nn.MaxPool2d(2)]
             chans = out
         self.features = nn.Sequential(*layers)
