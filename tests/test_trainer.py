@@ -236,5 +236,19 @@ def test_cli_reports_config_errors_on_one_line(store, tmp_path):
     assert failed.returncode == 1
     assert failed.stderr.strip().splitlines() == [
         "ferkit: error: unknown config key 'optim.lrr'; did you mean 'optim.lr'? (valid: beta1, "
-        "beta2, lr, momentum, name, nesterov, weight_decay)"
+        "beta2, eps, lr, momentum, name, nesterov, weight_decay)"
     ]
+
+
+def test_unit_scaling_and_adam_eps_reach_the_checkpoint_and_the_optimizer(store, tmp_path):
+    """data.scale=unit trains on pixel/255 (recorded as mean 0, std 1); optim.eps reaches Adam."""
+    from ferkit.train.schedule import build_optimizer
+
+    cfg = config(store, tmp_path / "unit", epochs=1, **{"data.scale": "unit", "optim.eps": 1e-7})
+    train(cfg)
+    prep = load_checkpoint(tmp_path / "unit" / "best.pt").preprocessing
+    assert (prep.mean, prep.std) == (0.0, 1.0)
+    optimizer = build_optimizer(
+        torch.nn.Linear(2, 2), apply_overrides(cfg, {"optim.name": "adam"}).optim
+    )
+    assert optimizer.defaults["eps"] == 1e-7

@@ -43,6 +43,9 @@ class DataConfig:
     train_split: str = "train"
     val_split: str = "val"
     subset: int = 0  # > 0: a stratified, seeded subset of the training split of this size
+    # standardize: (pixel/255 - mean) / std with the store's statistics; unit: pixel/255 in
+    # [0, 1] (Keras `rescale=1/255`). Recorded in the checkpoint, so inference follows it.
+    scale: str = _choice("standardize", "unit")
 
 
 @dataclass
@@ -54,6 +57,7 @@ class OptimConfig:
     nesterov: bool = True
     beta1: float = 0.9
     beta2: float = 0.999
+    eps: float = 1e-8  # Adam/AdamW epsilon (Keras uses 1e-7)
 
 
 @dataclass

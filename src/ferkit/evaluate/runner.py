@@ -211,7 +211,8 @@ def protocol(data: EvalData, members: list[dict], calibration: str | None) -> di
             )
         for m in members:
             prep = m["preprocessing"]
-            if (
+            unit_scaled = prep["mean"] == 0.0 and prep["std"] == 1.0  # data.scale=unit
+            if not unit_scaled and (
                 abs(prep["mean"] - data.info["mean"]) > 1e-3
                 or abs(prep["std"] - data.info["std"]) > 1e-3
             ):

@@ -18,7 +18,7 @@ import random
 import time
 from collections.abc import Callable
 from contextlib import nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -209,6 +209,9 @@ class _Run:
             cfg.data.path, cfg.data.train_split, device, subset=cfg.data.subset, seed=cfg.seed
         )
         val_split = load_split(cfg.data.path, cfg.data.val_split, device)
+        if cfg.data.scale == "unit":  # pixels / 255: mean 0, std 1 in `normalize`
+            unit = replace(self.train_split.preprocessing, mean=0.0, std=1.0)
+            self.train_split.preprocessing = val_split.preprocessing = unit
         self.prep = self.train_split.preprocessing
         self.class_names = self.train_split.class_names
         shard = {"rank": ctx.rank, "world_size": ctx.world_size}
