@@ -1,0 +1,128 @@
+"""ferkit.studies: every preset validates, bad presets and names fail clearly, and
+`ferkit studies run` at a tiny budget on a tiny store writes the table and the plot."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from ferkit.cli import app
+from ferkit.errors import ConfigError
+from ferkit.studies import default_presets_dir, load_preset, load_presets, run_studies
+from ferkit.studies.presets import select
+from synthetic_train import learnable_store
+
+PRESETS = sorted(default_presets_dir().glob("*.yaml"))
+# every training config: one thread (quick on a busy 2-core machine), small batches
+TINY = ["threads=1", "batch_size=16", "eval_batch_size=64"]
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    return learnable_store(tmp_path_factory.mktemp("data") / "tiny.h5", per_class=(6, 3, 3))
+
+
+def test_the_five_studies_have_presets():
+    studies = load_presets()
+    assert {s.number[0] for s in studies.values()} == {"1", "2", "3", "4", "5"}
+    assert [s.number for s in studies.values() if s.number.startswith("5")] == [
+        "5a", "5b", "5c", "5d"
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize("path", PRESETS, ids=[p.stem for p in PRESETS])
+def test_every_preset_loads_and_validates(path):
+    study = load_preset(path)
+    assert study.title and study.differs and study.source
+    assert (study.train is None) == (study.recognize is not None)
+    if study.train is not None:
+        assert study.train.epochs >= 1
+
+
+def test_presets_follow_the_originals_where_the_issue_is_specific():
+    studies = load_presets()
+    keras = studies["keras_flips"].train
+    assert (keras.optim.name, keras.optim.lr, keras.optim.eps) == ("adam", 0.001, 1e-7)
+    assert (keras.batch_size, keras.epochs, keras.data.scale) == (32, 10, "unit")
+    assert keras.augment.hflip > 0 and keras.augment.vflip > 0
+    tuned = studies["optuna_cnn"]
+    assert (tuned.train.optim.lr, tuned.train.batch_size) == (0.0007, 32)
+    assert {"optim.lr", "batch_size", "optim.weight_decay", "model.args.act", "sched.name"} <= set(
+        tuned.tune.space
+    )
+    assert studies["optuna_cnn_video"].recognize.detector == "haar"
+    assert studies["optuna_cnn_video"].recognize.smoothing["method"] == "mean"
+    assert studies["vgg16_transfer"].pretrained == "vgg16"
+
+
+def test_a_bad_key_names_the_file_and_the_key(tmp_path):
+    data = yaml.safe_load(PRESETS[0].read_text())
+    data["train"]["optim"]["lrate"] = 0.1
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump(data))
+    with pytest.raises(ConfigError, match=r"bad\.yaml.*'optim\.lrate'.*did you mean 'optim\.lr'"):
+        load_preset(bad)
+    data = yaml.safe_load(PRESETS[0].read_text())
+    data["study"]["reportd"] = []
+    bad.write_text(yaml.safe_dump(data))
+    with pytest.raises(ConfigError, match=r"bad\.yaml.*'study\.reportd'.*'study\.reported'"):
+        load_preset(bad)
+
+
+def test_an_unknown_study_lists_the_valid_names(store, tmp_path):
+    with pytest.raises(ConfigError, match="unknown study 'kerasflips'; valid names: .*keras_flips"):
+        select(load_presets(), ["kerasflips"])
+    result = CliRunner().invoke(app, ["studies", "run", "kerasflips", "--data", str(store)])
+    assert result.exit_code == 1
+
+
+def test_studies_run_writes_the_table_and_the_plot_and_reuses_finished_studies(store, tmp_path):
+    # study 1 with its Optuna search forced on (min_budget 0, 2 trials), study 2 driven by
+    # its model, study 3 as shipped; a tiny budget (1 epoch each) on 42 training images
+    presets = tmp_path / "presets"
+    presets.mkdir()
+    for name in ("optuna_cnn", "optuna_cnn_video", "keras_flips"):
+        shutil.copy(default_presets_dir() / f"{name}.yaml", presets)
+    tuned = yaml.safe_load((presets / "optuna_cnn.yaml").read_text())
+    tuned["tune"].update(min_budget=0.0, trials=2, epochs=1)
+    (presets / "optuna_cnn.yaml").write_text(yaml.safe_dump(tuned))
+    video = yaml.safe_load((presets / "optuna_cnn_video.yaml").read_text())
+    video["recognize"]["clip"].update(seconds=1.0)
+    (presets / "optuna_cnn_video.yaml").write_text(yaml.safe_dump(video))
+    out = tmp_path / "studies"
+    args = ["studies", "run", "--data", str(store), "--out", str(out), "--budget", "0.01",
+            "--presets", str(presets)] + [f"--set={s}" for s in TINY]  # fmt: skip
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    table = (out / "studies.md").read_text()
+    assert (out / "studies.png").stat().st_size > 1000
+    for expected in ("| 1 | Optuna-tuned custom CNN", "| 3 | Keras CNN with flips",
+                     "ferkit `fast`", "ferkit `default`", "Optuna: 2 trials × 1 epochs",
+                     "label changes / s", "| none |", "| mean (window 5) |"):  # fmt: skip
+        assert expected in table, expected
+    rows = {r["name"]: r for r in run_studies(
+        ["keras_flips"], data=store, out=out, budget=0.01, presets=presets, overrides=TINY
+    ).rows}  # fmt: skip
+    assert rows["keras_flips"]["epochs_run"] == 1
+    assert 0.0 <= rows["keras_flips"]["test"]["accuracy"] <= 1.0
+    assert (out / "keras_flips" / "run" / "best.pt").is_file()
+    again = run_studies(
+        ["keras_flips"], data=store, out=out, budget=0.01, presets=presets, overrides=TINY
+    )
+    assert again.reused == ["keras_flips"]
+
+
+def test_without_local_weights_the_transfer_study_says_it_trained_from_scratch(tmp_path):
+    from ferkit.studies.runner import _weights_note, base_config
+
+    study = load_presets()["vgg16_transfer"]
+    kwargs = dict(data=Path("x.h5"), run_dir=tmp_path, budget=0.1, subset=0, overrides=[])
+    scratch = base_config(study, weights={}, **kwargs)
+    assert "FROM SCRATCH" in _weights_note(study, scratch)
+    given = base_config(study, weights={"vgg16": Path("vgg16.pth")}, **kwargs)
+    assert given.model.args["pretrained"] == "vgg16.pth"
+    assert given.epochs == 2  # 20 epochs × budget 0.1
