@@ -125,4 +125,12 @@ def test_without_local_weights_the_transfer_study_says_it_trained_from_scratch(t
     assert "FROM SCRATCH" in _weights_note(study, scratch)
     given = base_config(study, weights={"vgg16": Path("vgg16.pth")}, **kwargs)
     assert given.model.args["pretrained"] == "vgg16.pth"
-    assert given.epochs == 2  # 20 epochs × budget 0.1
+    assert (given.epochs, given.data.subset) == (2, 0)  # 20 epochs × budget 0.1
+
+
+def test_below_one_epoch_the_budget_becomes_a_training_subset(store):
+    from ferkit.studies.runner import scaled_run
+
+    assert scaled_run(10, 0.5, store) == (5, 0)
+    assert scaled_run(10, 0.05, store) == (1, 21)  # half an epoch: half of the 42 images
+    assert scaled_run(10, 0.001, store) == (1, 7)  # never fewer than one image per class

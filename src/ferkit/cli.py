@@ -651,7 +651,9 @@ def studies_run(
     names: Annotated[list[str] | None, typer.Argument(help="studies to run (default: all)")] = None,
     data: Annotated[Path, typer.Option(help="HDF5 store")] = Path("data/fer2013.h5"),
     out: Annotated[Path, typer.Option(help="output folder")] = Path("runs/studies"),
-    budget: Annotated[float, typer.Option(help="fraction of each preset's epochs, (0, 1]")] = 1.0,
+    budget: Annotated[
+        float, typer.Option(help="fraction of each preset's training (epochs × images), (0, 1]")
+    ] = 1.0,
     budget_of: Annotated[
         list[str] | None, typer.Option(help="NAME=F: another budget for one study (repeatable)")
     ] = None,

@@ -43,6 +43,19 @@ def scaled_epochs(epochs: int, budget: float) -> int:
     return max(1, round(epochs * budget))
 
 
+def scaled_run(epochs: int, budget: float, data: Path, split: str = "train") -> tuple[int, int]:
+    """(epochs, subset) for `budget`, the fraction of the preset's training (epochs × images)
+    to run: fewer epochs while at least one is left, below that one epoch on a stratified
+    subset of the training split (subset 0: all images)."""
+    if epochs * budget >= 1:
+        return scaled_epochs(epochs, budget), 0
+    from ferkit.data.store import SPLITS, open_store, split_index
+
+    with open_store(data) as store:
+        start, stop = store.split_ranges[SPLITS[split_index(split)]]
+    return 1, min(stop - start, max(7, round(epochs * budget * (stop - start))))
+
+
 def _budget(study: Study, budget: float, budgets: dict[str, float]) -> float:
     value = float(budgets.get(study.name, budget))
     if not 0 < value <= 1:
@@ -60,15 +73,22 @@ def base_config(
     overrides: list[str] | dict,
     weights: dict[str, Path],
 ) -> TrainConfig:
-    """The study's training config as it will run: data, folder, scaled epochs, overrides."""
+    """The study's training config as it will run: data, folder, budget, overrides.
+
+    subset > 0 trains every study on a stratified subset of that many images, the budget
+    then scaling the epochs only; else the budget picks epochs and subset (`scaled_run`).
+    """
+    if subset:  # an explicit subset: the budget scales the epochs only
+        epochs = scaled_epochs(study.train.epochs, budget)
+    else:
+        epochs, subset = scaled_run(study.train.epochs, budget, data, study.train.data.train_split)
     changes: dict[str, Any] = {
         "data.path": str(data),
         "out": str(run_dir),
-        "epochs": scaled_epochs(study.train.epochs, budget),
+        "epochs": epochs,
+        "data.subset": subset,
         "log.progress": False,
     }
-    if subset:
-        changes["data.subset"] = subset
     if study.pretrained and study.pretrained in weights:
         changes["model.args.pretrained"] = str(weights[study.pretrained])
     return apply_overrides(apply_overrides(study.train, changes), overrides)
@@ -142,7 +162,8 @@ def _fmt(value) -> str:
 
 
 def _evaluate(run_dir: Path, data: Path, folder: Path, bootstrap: int) -> dict:
-    """PublicTest and PrivateTest metrics of the run's best checkpoint (`ferkit evaluate`)."""
+    """PublicTest and PrivateTest metrics of the run's best checkpoint (`ferkit evaluate`;
+    no temperature fit, which the table does not use and which would classify val again)."""
     import torch
 
     from ferkit.evaluate import evaluate
@@ -152,7 +173,7 @@ def _evaluate(run_dir: Path, data: Path, folder: Path, bootstrap: int) -> dict:
     for split, label in (("val", "public"), ("test", "private")):
         report = evaluate(
             [run_dir], data=data, split=split, out=folder / f"evaluate-{split}",
-            save_temperature=False, bootstrap=bootstrap, device=device,
+            calibrate=False, bootstrap=bootstrap, device=device,
         ).report  # fmt: skip
         metrics = report["headline"]["metrics"]
         out[label] = {
@@ -277,10 +298,11 @@ def run_studies(
 ) -> StudiesResult:
     """Run the named studies (all when None) and write `<out>/studies.md` and its plot.
 
-    budget: fraction of each preset's epochs (and of study 1's search) to run, in (0, 1];
-    budgets: per-study overrides of it. subset: train on a stratified subset of this many
-    images (0: all). overrides: `key=value` settings applied to every training config
-    (e.g. threads=1). weights: {"vgg16": path, "resnet50": path} local ImageNet files.
+    budget: fraction of each preset's training (epochs × images, see `scaled_run`) and of
+    study 1's search to run, in (0, 1]; budgets: per-study overrides of it. subset: train
+    every study on a stratified subset of this many images (0: as the budget says).
+    overrides: `key=value` settings applied to every training config (e.g. threads=1).
+    weights: {"vgg16": path, "resnet50": path}, local ImageNet files.
     """
     from ferkit.studies.report import write_report
 
