@@ -119,6 +119,27 @@ def test_onnx_backend_gives_the_same_faces_as_torch(checkpoint, exported):
         np.testing.assert_allclose(list(a.probs.values()), list(b.probs.values()), atol=1e-5)
 
 
+def test_both_backends_apply_the_stored_temperature(checkpoint, store, tmp_path):
+    import shutil
+
+    from ferkit.evaluate.calibration import apply_temperature, store_temperature
+
+    path = shutil.copy(checkpoint, tmp_path / "best.pt")
+    store_temperature(path, 2.5, {"split": "val"})
+    onnx_path = export_onnx(path, data=store, check_samples=None).path
+    faces = np.stack(list(stripes(np.arange(7), seed=4)))
+
+    raw = TorchClassifier(load_model(path), calibrated=False).predict_proba(faces)
+    expected = apply_temperature(raw, 2.5)
+    assert not np.allclose(raw, expected, atol=1e-3)  # T = 2.5 visibly softens them
+    for backend in ("torch", "onnx"):
+        calibrated = load_classifier(path, backend=backend).predict_proba(faces)
+        np.testing.assert_allclose(calibrated, expected, atol=1e-5)
+        uncalibrated = load_classifier(path, backend=backend, calibrated=False)
+        np.testing.assert_allclose(uncalibrated.predict_proba(faces), raw, atol=1e-5)
+    assert OnnxClassifier(onnx_path).temperature == pytest.approx(2.5)
+
+
 def test_int8_static_is_valid_and_agrees_with_fp32(trained, store, tmp_path):
     report = export_onnx(trained, tmp_path / "m.int8.onnx", int8=True, data=store)
     assert report.quantization == "static" and report.calibration == "210 training faces"

@@ -100,7 +100,7 @@ def ship_model(
             "train_images": sum(store.counts()["train"].values()),
             "clean_summary": store.clean_summary,
         }
-    classifier = TorchClassifier(model)
+    classifier = TorchClassifier(model, calibrated=False)
     val_labels, test_labels = val_labels.astype(np.int64), test_labels.astype(np.int64)
 
     names = checkpoint.class_names

@@ -1,7 +1,10 @@
 """The classifier seam: 48×48 uint8 faces in, emotion probabilities out.
 
 The recognition pipeline only needs `predict_proba(faces) -> (N, C)` plus the class names
-and the `Preprocessing` the model was trained with. PyTorch runs it here; the ONNX Runtime
+and the `Preprocessing` the model was trained with. Both backends apply the temperature
+stored with the model (fitted on val by `ferkit evaluate`) unless asked for raw
+probabilities (`calibrated=False`, which evaluation uses because it fits T itself); the
+label never changes, only how confident the probabilities claim to be. PyTorch runs it here; the ONNX Runtime
 backend (export work) implements the same protocol and plugs into `load_classifier`, so
 detection, tracking, smoothing and outputs do not care which one runs.
 """
@@ -14,6 +17,7 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 
 from ferkit.errors import ModelError
+from ferkit.evaluate.calibration import apply_temperature, checkpoint_temperature
 from ferkit.preprocess import Preprocessing, normalize
 
 BACKENDS = ("auto", "torch", "onnx")
@@ -38,7 +42,7 @@ class TorchClassifier:
     Faces are normalised on the model's device and run in chunks of `batch_size`.
     """
 
-    def __init__(self, model, batch_size: int = 256) -> None:
+    def __init__(self, model, batch_size: int = 256, calibrated: bool = True) -> None:
         import torch
 
         meta = getattr(model, "ferkit", None)
@@ -51,6 +55,7 @@ class TorchClassifier:
         self.class_names: tuple[str, ...] = tuple(meta.class_names)
         self.preprocessing: Preprocessing = meta.preprocessing
         self.batch_size = batch_size
+        self.temperature = checkpoint_temperature(meta.metrics) if calibrated else None
         first = next(model.parameters(), None)
         self.device = first.device if first is not None else torch.device("cpu")
         self._torch = torch
@@ -67,18 +72,26 @@ class TorchClassifier:
                 logits = self.model(normalize(chunk, self.preprocessing))
                 probs = torch.softmax(logits.float(), dim=1)
                 out[start : start + len(chunk)] = probs.cpu().numpy()
-        return out
+        return _calibrate(out, self.temperature)
+
+
+def _calibrate(probs: np.ndarray, temperature: float | None) -> np.ndarray:
+    return probs if temperature is None or len(probs) == 0 else apply_temperature(probs, temperature)
 
 
 def load_classifier(
-    model="default", device: str = "cpu", batch_size: int = 256, backend: str = "auto"
+    model="default",
+    device: str = "cpu",
+    batch_size: int = 256,
+    backend: str = "auto",
+    calibrated: bool = True,
 ) -> Classifier:
     """A `Classifier` from a shipped model name, a checkpoint file or run folder, an
     exported .onnx file, a loaded model or a ready classifier.
 
     backend: "auto" (ONNX Runtime for .onnx files, PyTorch otherwise), "torch", or "onnx"
     (a .onnx file, or the `ferkit export` output beside a checkpoint or shipped model:
-    `best.pt` → `best.onnx`).
+    `best.pt` → `best.onnx`). calibrated: apply the model's stored temperature.
     """
     if isinstance(model, Classifier):
         return model
@@ -87,14 +100,16 @@ def load_classifier(
     if isinstance(model, str | Path):
         exported = _onnx_file(model, backend)
         if exported is not None:
-            return OnnxClassifier(exported, device=device, batch_size=batch_size)
+            return OnnxClassifier(
+                exported, device=device, batch_size=batch_size, calibrated=calibrated
+            )
         from ferkit.models.checkpoint import load_model
 
         model = load_model(model, device=device)
     if backend == "onnx":
         raise ModelError("the onnx backend needs a .onnx file, a checkpoint path or a model name")
     if hasattr(model, "parameters"):
-        return TorchClassifier(model, batch_size=batch_size)
+        return TorchClassifier(model, batch_size=batch_size, calibrated=calibrated)
     raise ModelError(f"cannot use {type(model).__name__} as an emotion classifier")
 
 
@@ -132,6 +147,7 @@ class OnnxClassifier:
         device: str = "cpu",
         batch_size: int = 256,
         threads: int | None = None,
+        calibrated: bool = True,
     ) -> None:
         import json
 
@@ -160,6 +176,8 @@ class OnnxClassifier:
         self.class_names: tuple[str, ...] = tuple(self.metadata["class_names"])
         self.preprocessing = Preprocessing.from_dict(self.metadata["preprocessing"])
         self.batch_size = batch_size
+        stored = checkpoint_temperature(self.metadata.get("metrics"))
+        self.temperature = stored if calibrated else None
 
     def predict_proba(self, faces: np.ndarray) -> np.ndarray:
         faces = np.ascontiguousarray(faces, dtype=np.uint8)
@@ -170,7 +188,7 @@ class OnnxClassifier:
         for start in range(0, len(faces), self.batch_size):
             chunk = faces[start : start + self.batch_size]
             out[start : start + len(chunk)] = self.session.run(None, {"faces": chunk})[0]
-        return out
+        return _calibrate(out, self.temperature)
 
 
 def _onnx_providers(device: str, available: list[str]) -> list:
