@@ -4,9 +4,9 @@ The recognition pipeline only needs `predict_proba(faces) -> (N, C)` plus the cl
 and the `Preprocessing` the model was trained with. Both backends apply the temperature
 stored with the model (fitted on val by `ferkit evaluate`) unless asked for raw
 probabilities (`calibrated=False`, which evaluation uses because it fits T itself); the
-label never changes, only how confident the probabilities claim to be. PyTorch runs it here; the ONNX Runtime
-backend (export work) implements the same protocol and plugs into `load_classifier`, so
-detection, tracking, smoothing and outputs do not care which one runs.
+label never changes, only how confident the probabilities claim to be. PyTorch and ONNX
+Runtime implement the same protocol behind `load_classifier`, so detection, tracking,
+smoothing and outputs do not care which one runs.
 """
 
 from __future__ import annotations
@@ -76,7 +76,9 @@ class TorchClassifier:
 
 
 def _calibrate(probs: np.ndarray, temperature: float | None) -> np.ndarray:
-    return probs if temperature is None or len(probs) == 0 else apply_temperature(probs, temperature)
+    if temperature is None or len(probs) == 0:
+        return probs
+    return apply_temperature(probs, temperature)
 
 
 def load_classifier(
