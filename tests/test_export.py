@@ -15,7 +15,13 @@ from ferkit.data.store import open_store
 from ferkit.errors import ConfigError, ModelError
 from ferkit.export import default_output, export_onnx, read_metadata
 from ferkit.files import sha256_file
-from ferkit.infer.backends import Classifier, OnnxClassifier, TorchClassifier, load_classifier
+from ferkit.infer.backends import (
+    Classifier,
+    OnnxClassifier,
+    TorchClassifier,
+    load_classifier,
+    matching_export,
+)
 from ferkit.infer.recognizer import Recognizer
 from ferkit.labels import EMOTIONS
 from ferkit.models.checkpoint import Checkpoint, load_model, save_checkpoint
@@ -110,13 +116,28 @@ def test_onnx_backend_gives_the_same_faces_as_torch(checkpoint, exported):
 
     images = list(stripes(np.array([0, 3, 6]), seed=9))
     images.append(np.kron(images[0], np.ones((3, 3), dtype=np.uint8)))  # 144×144: resized
-    by_torch = Recognizer(checkpoint, detector="none").predict_batch(images)
+    by_torch = Recognizer(checkpoint, detector="none", backend="torch").predict_batch(images)
     by_onnx = Recognizer(exported.path, detector="none").predict_batch(images)
     for torch_faces, onnx_faces in zip(by_torch, by_onnx, strict=True):
         (a,), (b,) = torch_faces, onnx_faces
         assert (a.box, a.label) == (b.box, b.label)
         assert a.probs.keys() == b.probs.keys()
         np.testing.assert_allclose(list(a.probs.values()), list(b.probs.values()), atol=1e-5)
+
+
+def test_recognizer_runs_the_matching_export_on_the_cpu_by_default(checkpoint, exported, tmp_path):
+    import shutil
+
+    assert isinstance(Recognizer(checkpoint, detector="none").classifier, OnnxClassifier)
+    assert isinstance(load_classifier(checkpoint), TorchClassifier)  # evaluation: PyTorch
+    # An export left from before the checkpoint changed is not used.
+    stale = shutil.copy(checkpoint, tmp_path / "best.pt")
+    shutil.copy(exported.path, tmp_path / "best.onnx")
+    with open(stale, "ab") as handle:
+        handle.write(b"\0")  # different bytes, different sha256
+    assert matching_export(stale) is None
+    assert isinstance(Recognizer(checkpoint, detector="none", backend="torch").classifier,
+                      TorchClassifier)  # fmt: skip
 
 
 def test_both_backends_apply_the_stored_temperature(checkpoint, store, tmp_path):

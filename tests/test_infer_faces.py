@@ -75,3 +75,11 @@ def test_nms_union_and_min():
                       [2, 2, 6, 6, 0.95]])  # fmt: skip
     assert sorted(nms(boxes, 0.5, "union")) == [0, 2, 3]
     assert sorted(nms(boxes, 0.5, "min")) == [2, 3]  # the small box inside absorbs box 0
+
+
+@pytest.mark.parametrize("name", ["haar", *(["mtcnn"] if HAS_FACENET else [])])
+def test_face_sizes_limit_the_search_to_faces_of_that_size(name, astronaut):
+    detector = create_detector(name)
+    _single_face_near(detector.detect(astronaut, face_sizes=(60, 110)), ASTRONAUT_FACE)
+    assert detector.detect(astronaut, face_sizes=(20, 35)) == []  # far smaller faces only
+    assert detector.detect(astronaut, face_sizes=(200, 300)) == []  # far larger faces only

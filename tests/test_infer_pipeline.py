@@ -11,6 +11,7 @@ import torch
 
 from ferkit.errors import ModelError
 from ferkit.infer.demo import sample_image
+from ferkit.infer.faces import Detection
 from ferkit.infer.recognizer import Recognizer
 from ferkit.infer.results import Face, FrameResult
 from ferkit.infer.sources import read_image
@@ -109,9 +110,23 @@ def test_moving_face_keeps_one_track_id(model, moving_face_video):
     assert len(results) == 24
     ids = {face.track_id for r in results for face in r.faces}
     assert len(ids) == 1  # (ids of tentative tracks that never got reported are skipped)
-    # Reported from the second detection on (k = 2 hits) and on every frame after that.
-    assert all(len(r.faces) == 1 for r in results[3:])
+    # Found again by the second look around it: reported from the first frame on.
+    assert all(len(r.faces) == 1 for r in results)
     assert results[5].time_s == pytest.approx(5 / 12)
+
+
+def test_a_detection_the_second_look_misses_waits_for_a_second_frame(model, moving_face_video):
+    """A detector that fires on the whole frame but never in the window around the box
+    (like a false detection on a texture): hysteresis holds it back for one frame."""
+
+    class WholeFrameOnly:
+        name = "stub"
+
+        def detect(self, image, face_sizes=None):
+            return [] if face_sizes else [Detection((100, 60, 80, 80))]
+
+    results = list(Recognizer(model, detector=WholeFrameOnly()).stream(moving_face_video))
+    assert [len(r.faces) for r in results[:3]] == [0, 1, 1]
 
 
 def test_equalize_is_on_by_default_and_can_follow_the_model(model):

@@ -85,3 +85,21 @@ def test_whole_frame_search_schedule():
     tracker.update([(10, 10, 40, 40)], 2)
     assert tracker.is_detection_frame(4) and not tracker.is_search_frame(4)  # around faces
     assert tracker.is_search_frame(6)
+
+
+def test_a_new_face_found_again_by_a_second_look_is_reported_at_once():
+    asked = []
+
+    def recheck(box):
+        asked.append(tuple(box))
+        return box[0] < 200  # found again: the face on the left, not the object on the right
+
+    tracker = IoUTracker(TrackingConfig(detect_every=1, min_hits=2))
+    face, thing = (100, 100, 50, 50), (300, 10, 40, 40)
+    assert [t.id for t in tracker.update([face, thing], 0, recheck)] == [1]
+    assert [t.id for t in tracker.update([face, thing], 1, recheck)] == [1, 2]  # 2nd hit
+    assert asked == [face, thing]  # only detections that start a track are rechecked
+    # With k = 3 a passed second look still leaves one frame to wait.
+    tracker = IoUTracker(TrackingConfig(detect_every=1, min_hits=3))
+    assert tracker.update([face], 0, recheck) == []
+    assert [t.id for t in tracker.update([face], 1, recheck)] == [1]

@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from ferkit.errors import ModelError
-from ferkit.infer.faces import Detection, _rescale, downscale
+from ferkit.infer.faces import Detection, FaceSizes, _rescale, downscale
 
 
 class PNet(nn.Module):
@@ -132,7 +132,7 @@ class MTCNNDetector:
         self.max_side, self.device = max_side, device
 
     @torch.inference_mode()
-    def detect(self, image: np.ndarray) -> list[Detection]:
+    def detect(self, image: np.ndarray, face_sizes: FaceSizes | None = None) -> list[Detection]:
         import cv2
 
         small, scale = downscale(image, self.max_side)
@@ -141,7 +141,10 @@ class MTCNNDetector:
         else:
             rgb = cv2.cvtColor(small[:, :, :3], cv2.COLOR_BGR2RGB)
         rgb = rgb.astype(np.float32)
-        boxes = self._propose(rgb, max(self.min_face * scale, 12.0))
+        smallest, largest = self.min_face * scale, np.inf
+        if face_sizes is not None:
+            smallest, largest = max(smallest, face_sizes[0] * scale), face_sizes[1] * scale
+        boxes = self._propose(rgb, max(smallest, 12.0), largest)
         boxes = self._refine(rgb, boxes, self.rnet, 24, self.thresholds[1], "union")
         boxes = self._refine(rgb, boxes, self.onet, 48, self.thresholds[2], "min")
         xywh = np.column_stack([boxes[:, 0], boxes[:, 1], boxes[:, 2] - boxes[:, 0],
@@ -152,14 +155,15 @@ class MTCNNDetector:
         x = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2)  # channels_last
         return ((x - 127.5) * 0.0078125).to(self.device)
 
-    def _propose(self, rgb: np.ndarray, min_face: float) -> np.ndarray:
-        """Stage 1 over the pyramid → squared candidate boxes (x1, y1, x2, y2, score)."""
+    def _propose(self, rgb: np.ndarray, min_face: float, max_face: float) -> np.ndarray:
+        """Stage 1 over the pyramid (faces of min_face to max_face pixels) → squared
+        candidate boxes (x1, y1, x2, y2, score)."""
         import cv2
 
         height, width = rgb.shape[:2]
         scale, side = 12.0 / min_face, min(height, width) * 12.0 / min_face
         found = []
-        while side >= 12:
+        while side >= 12 and 12.0 / scale <= max_face:
             size = (int(width * scale + 1), int(height * scale + 1))
             level = cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)
             reg, prob = self.pnet(self._net_input(level[None]))

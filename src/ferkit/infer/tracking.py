@@ -8,6 +8,8 @@ frame is the most expensive step of the pipeline. So:
 - a new track is reported only after `min_hits` detections (k; one miss in between is
   forgiven, two in a row end it), which hides fleeting false detections, and is then kept
   for up to `max_missed` detection passes without a match (m), which bridges short misses;
+  a second look at a new detection in the same frame (`update(recheck=...)`) counts as a
+  hit, so a face that passes it is reported on the frame it appears;
 - the detector runs on every `detect_every`-th frame (n) — over the whole frame every
   `search_every` frames and while a new track awaits confirmation, otherwise only around
   the tracked faces; in between, each track moves by its estimated velocity.
@@ -15,7 +17,7 @@ frame is the most expensive step of the pipeline. So:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -102,8 +104,17 @@ class IoUTracker:
             return True
         return frame % config.detect_every == 0 and not self.tracks
 
-    def update(self, boxes: Sequence[Sequence[float]], frame: int) -> list[Track]:
-        """Match this frame's detections to tracks; return the tracks to report."""
+    def update(
+        self,
+        boxes: Sequence[Sequence[float]],
+        frame: int,
+        recheck: Callable[[np.ndarray], bool] | None = None,
+    ) -> list[Track]:
+        """Match this frame's detections to tracks; return the tracks to report.
+
+        `recheck(box)` is asked about each detection that starts a new track; True (the
+        face was found again by a second look at this frame) counts as one more hit.
+        """
         detections = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
         predicted = np.array([t.predicted(frame) for t in self.tracks]).reshape(-1, 4)
         pairs = _greedy_match(iou_matrix(predicted, detections), self.config.iou_threshold)
@@ -125,7 +136,7 @@ class IoUTracker:
                 survivors.append(track)
         for di, box in enumerate(detections):
             if di not in matched_dets:
-                survivors.append(self._new_track(box, frame))
+                survivors.append(self._new_track(box, frame, recheck is not None and recheck(box)))
         self.tracks = sorted(survivors, key=lambda t: t.id)
         return self.visible()
 
@@ -146,9 +157,9 @@ class IoUTracker:
         track.hits, track.missed = track.hits + 1, 0
         track.confirmed = track.confirmed or track.hits >= self.config.min_hits
 
-    def _new_track(self, box: np.ndarray, frame: int) -> Track:
-        track = Track(self._next_id, box.copy(), frame, np.zeros(4))
-        track.confirmed = self.config.min_hits <= 1
+    def _new_track(self, box: np.ndarray, frame: int, rechecked: bool) -> Track:
+        track = Track(self._next_id, box.copy(), frame, np.zeros(4), hits=1 + rechecked)
+        track.confirmed = track.hits >= self.config.min_hits
         self._next_id += 1
         return track
 
