@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import os
-import tempfile
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -115,7 +113,9 @@ class TrainConfig:
     eval_batch_size: int = 512
     # auto: bf16 autocast on CUDA and on CPUs with native bf16 (emulated bf16 is slower)
     amp: str = _choice("auto", "bf16", "fp16", "off")
-    channels_last: str = _choice("auto", "on", "off")  # auto: on for CUDA
+    # auto: on (NHWC convolutions trained 1.6-1.7x faster on the 2-core AVX2 CPU for vgg,
+    # seed_cnn and mini_xception; on CUDA they use the tensor cores)
+    channels_last: str = _choice("auto", "on", "off")
     label_smoothing: float = 0.0
     class_weights: str = _choice("none", "balanced", "sqrt")  # loss weights from class counts
     grad_clip: float = 0.0  # max gradient norm; 0 = off
@@ -212,17 +212,12 @@ def save_config(config: TrainConfig, path: str | Path) -> Path:
     """Write the config as YAML atomically (temp file + rename)."""
     import yaml
 
+    from ferkit.files import atomic_path
+
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     text = yaml.safe_dump(config.to_dict(), sort_keys=False, default_flow_style=False)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
     return path
 
 

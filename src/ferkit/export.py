@@ -21,7 +21,6 @@ from __future__ import annotations
 import copy
 import json
 import logging
-import os
 import tempfile
 import warnings
 from dataclasses import asdict, dataclass
@@ -32,7 +31,7 @@ import torch
 from torch import nn
 
 from ferkit.errors import ConfigError, ModelError
-from ferkit.files import sha256_file
+from ferkit.files import atomic_path, sha256_file
 from ferkit.preprocess import Preprocessing, normalize
 
 log = logging.getLogger(__name__)
@@ -309,7 +308,8 @@ def export_onnx(
             f"{'dynamic' if method == 'static' else 'static'} or keep fp32"
         )
     _set_props(proto, {"parity": {"max_abs_diff": max_diff, "agreement": agreement, "on": where}})
-    _atomic_save(proto, out)
+    with atomic_path(out) as tmp:
+        tmp.write_bytes(proto.SerializeToString())
 
     report = ExportReport(
         path=out,
@@ -368,14 +368,3 @@ def _set_props(proto, props: dict) -> None:
     for key, value in props.items():
         entry = existing.get(key) or proto.metadata_props.add()
         entry.key, entry.value = key, json.dumps(value)
-
-
-def _atomic_save(proto, out: Path) -> None:
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_bytes(proto.SerializeToString())
-        os.replace(tmp, out)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise

@@ -18,8 +18,9 @@ import numpy as np
 
 from ferkit.data.clean import Cleaner, CleanOptions
 from ferkit.data.sources import SourceReader
-from ferkit.data.store import SPLITS, atomic_path, write_store
+from ferkit.data.store import SPLITS, write_store
 from ferkit.errors import DataError
+from ferkit.files import atomic_path
 
 log = logging.getLogger(__name__)
 
@@ -95,7 +96,7 @@ def prepare(
         force=force,
     )
     report_path = report_path_for(out)
-    with atomic_path(report_path, force=True) as tmp:
+    with atomic_path(report_path) as tmp:
         tmp.write_text(json.dumps(report, indent=1))
     counts = {name: int(np.sum(splits == i)) for i, name in enumerate(SPLITS)}
     return PrepareResult(out, report_path, counts, report, time.perf_counter() - start)

@@ -18,14 +18,12 @@ place, so a crash never leaves a half-written store.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 
 from ferkit.errors import DataError
+from ferkit.files import atomic_path
 from ferkit.labels import EMOTIONS
 from ferkit.preprocess import Preprocessing
 
@@ -46,23 +44,6 @@ def split_index(split: str | int) -> int:
     if key not in SPLIT_ALIASES:
         raise DataError(f"unknown split {split!r}; expected one of {', '.join(SPLITS)}")
     return SPLIT_ALIASES[key]
-
-
-@contextmanager
-def atomic_path(path: Path, *, force: bool = False):
-    """Yield a temporary path beside `path`; rename it into place only on success."""
-    path = Path(path)
-    if path.exists() and not force:
-        raise DataError(f"{path} already exists; pass --force (force=True) to overwrite it")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        yield Path(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def write_store(
@@ -113,7 +94,9 @@ def write_store(
     std = float(pixels.std() / 255.0) if len(pixels) else 0.25
     report = clean_report or {"summary": {}, "removed": [], "findings": {}}
 
-    with atomic_path(Path(path), force=force) as tmp:
+    if Path(path).exists() and not force:
+        raise DataError(f"{path} already exists; pass --force (force=True) to overwrite it")
+    with atomic_path(path) as tmp:
         with h5py.File(tmp, "w") as f:
             chunk_rows = max(1, min(n, 4096))
             f.create_dataset(

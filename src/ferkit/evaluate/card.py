@@ -69,7 +69,7 @@ def ship_model(
     """
     import torch
 
-    from ferkit.data.store import atomic_path, open_store
+    from ferkit.data.store import open_store
     from ferkit.evaluate.calibration import (
         apply_temperature,
         expected_calibration_error,
@@ -77,6 +77,7 @@ def ship_model(
     )
     from ferkit.evaluate.metrics import classification_metrics
     from ferkit.evaluate.tta import predict_tta
+    from ferkit.files import atomic_path
     from ferkit.infer.backends import TorchClassifier
     from ferkit.models.checkpoint import (
         load_checkpoint,
@@ -170,6 +171,6 @@ def ship_model(
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
     path = card_path(weights)
-    with atomic_path(path, force=True) as tmp:
+    with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(card, indent=1, default=str) + "\n")
     return weights, path

@@ -16,16 +16,12 @@ from pathlib import Path
 import numpy as np
 
 from ferkit.evaluate import plots
+from ferkit.files import atomic_path
 
 
 def atomic_text(path: Path, text: str) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
+    with atomic_path(path) as tmp:
         tmp.write_text(text)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
     return path
 
 

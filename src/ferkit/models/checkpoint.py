@@ -16,8 +16,7 @@ Both are written to a temporary file and renamed, so a crash never leaves half a
 from __future__ import annotations
 
 import json
-import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, is_dataclass, replace
 from pathlib import Path
 
@@ -25,6 +24,7 @@ import torch
 from torch import Tensor, nn
 
 from ferkit.errors import ModelError
+from ferkit.files import atomic_path
 from ferkit.labels import EMOTIONS
 from ferkit.models.registry import create_model, list_models
 from ferkit.preprocess import Preprocessing
@@ -131,17 +131,6 @@ def _jsonable(value):
     return json.loads(json.dumps(value, default=default))
 
 
-def _atomic_write(path: Path, write: Callable[[Path], None]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
 def save_checkpoint(
     path: str | Path,
     model: nn.Module,
@@ -183,11 +172,13 @@ def save_checkpoint(
 
         header = {name: json.dumps(value) for name, value in checkpoint.metadata().items()}
         header.update(format=FORMAT, version=str(VERSION))
-        _atomic_write(path, lambda tmp: save_file(checkpoint.state_dict, str(tmp), header))
+        with atomic_path(path) as tmp:
+            save_file(checkpoint.state_dict, str(tmp), header)
     else:
         payload = {"format": FORMAT, "version": VERSION, **checkpoint.metadata()}
         payload.update(state_dict=checkpoint.state_dict, train_state=train_state)
-        _atomic_write(path, lambda tmp: torch.save(payload, tmp))
+        with atomic_path(path) as tmp:
+            torch.save(payload, tmp)
     return path
 
 

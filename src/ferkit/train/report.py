@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import csv
 import logging
-import os
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
+
+from ferkit.files import atomic_path
 
 logger = logging.getLogger(__name__)
 
@@ -45,14 +45,8 @@ COLUMNS = tuple(EpochStats.__dataclass_fields__)
 
 
 def _atomic_write(path: Path, write) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", newline="") as handle:
-            write(handle)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as handle:
+        write(handle)
 
 
 def write_metrics(history: list[EpochStats], path: Path) -> None:
@@ -98,10 +92,11 @@ def plot_curves(history: list[EpochStats], path: Path) -> Path:
     axes[0].legend()
     axes[1].legend()
     fig.tight_layout()
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=100)
-    plt.close(fig)
-    os.replace(tmp, path)
+    try:
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, dpi=100)
+    finally:
+        plt.close(fig)
     return path
 
 

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import csv
 import logging
-import os
-import tempfile
 import warnings
 from dataclasses import dataclass
 from functools import partial
@@ -21,6 +19,7 @@ from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.trial import FrozenTrial, TrialState
 
 from ferkit.config import TrainConfig, apply_overrides, save_config
+from ferkit.files import atomic_path
 
 logger = logging.getLogger(__name__)
 
@@ -77,15 +76,8 @@ def trial_row(trial: FrozenTrial) -> dict:
 
 
 def _atomic(path: Path, write, mode: str = "w") -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
-    try:
-        with os.fdopen(fd, mode) as handle:
-            write(handle)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with atomic_path(path) as tmp, open(tmp, mode) as handle:
+        write(handle)
     return path
 
 
