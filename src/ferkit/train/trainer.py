@@ -221,9 +221,7 @@ class _Run:
         self.val_loader = BatchIterator(val_split, cfg.eval_batch_size, **shard)
 
         self.amp_dtype = resolve_amp(cfg.amp, device)
-        self.channels_last = cfg.channels_last == "on" or (
-            cfg.channels_last == "auto" and device.type == "cuda"
-        )
+        self.channels_last = cfg.channels_last != "off"
         memory_format = torch.channels_last if self.channels_last else torch.preserve_format
         model = create_model(
             cfg.model.name, num_classes=len(self.class_names), in_chans=1, **cfg.model.args
