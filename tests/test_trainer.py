@@ -252,3 +252,19 @@ def test_unit_scaling_and_adam_eps_reach_the_checkpoint_and_the_optimizer(store,
         torch.nn.Linear(2, 2), apply_overrides(cfg, {"optim.name": "adam"}).optim
     )
     assert optimizer.defaults["eps"] == 1e-7
+
+
+def test_val_tta_flip_scores_epochs_like_evaluate_with_flip(store, tmp_path):
+    import numpy as np
+
+    from ferkit.evaluate.tta import predict_tta
+    from ferkit.infer.backends import TorchClassifier
+
+    cfg = config(store, tmp_path / "run", epochs=2, val_tta="flip")
+    result = train(cfg)
+    with open_store(store) as opened:
+        faces, labels = opened.split_arrays("val")
+    classifier = TorchClassifier(load_model(tmp_path / "run" / "last.pt"), calibrated=False)
+    flipped = predict_tta(classifier, faces, "flip").argmax(1)
+    assert result.history[-1].val_acc == pytest.approx(np.mean(flipped == labels), abs=1e-6)
+    assert load_config(tmp_path / "run" / "config.yaml").val_tta == "flip"

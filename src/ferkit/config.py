@@ -121,6 +121,9 @@ class TrainConfig:
     grad_clip: float = 0.0  # max gradient norm; 0 = off
     ema_decay: float = 0.0  # EMA of weights, e.g. 0.999; 0 = off (evaluation uses the EMA)
     patience: int = 0  # early stopping: epochs without val-accuracy gain; 0 = off
+    # val accuracy per epoch (best checkpoint, early stopping) with the test-time augmentation
+    # the model will be used with: flip averages the probabilities of the face and its mirror
+    val_tta: str = _choice("none", "flip")
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)

@@ -143,8 +143,16 @@ def _gather(obj, ctx: D.DistContext) -> list:
 
 
 @torch.no_grad()
-def evaluate(model, loader: BatchIterator, ctx: D.DistContext, amp_dtype, channels_last: bool):
-    """(mean cross-entropy, accuracy) over the loader, summed across all ranks."""
+def evaluate(
+    model,
+    loader: BatchIterator,
+    ctx: D.DistContext,
+    amp_dtype,
+    channels_last: bool,
+    flip: bool = False,
+):
+    """(mean cross-entropy, accuracy) over the loader, summed across all ranks; with `flip`,
+    of the probabilities averaged over each face and its mirror image (as `--tta flip`)."""
     model.eval()
     loss_sum = torch.zeros((), dtype=torch.float64, device=ctx.device)
     correct = torch.zeros((), dtype=torch.int64, device=ctx.device)
@@ -153,8 +161,11 @@ def evaluate(model, loader: BatchIterator, ctx: D.DistContext, amp_dtype, channe
         if channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         with _autocast(ctx.device, amp_dtype):
-            logits = model(x)
-        loss_sum += F.cross_entropy(logits.float(), y, reduction="sum").double()
+            logits = model(x).float()
+            if flip:
+                probs = (logits.softmax(1) + model(x.flip(-1)).float().softmax(1)) / 2
+                logits = probs.clamp_min(1e-12).log()  # log-probabilities: same argmax, NLL
+        loss_sum += F.cross_entropy(logits, y, reduction="sum").double()
         correct += (logits.argmax(1) == y).sum()
         count += len(y)
     loss_sum, correct, count = D.all_reduce_sum([loss_sum.item(), correct.item(), count], ctx)
@@ -423,7 +434,12 @@ class _Run:
                     D.broadcast_buffers(self.ema.module, ctx)
                 lr = self.schedule.lr
                 val_loss, val_acc = evaluate(
-                    self._eval_model(), self.val_loader, ctx, self.amp_dtype, self.channels_last
+                    self._eval_model(),
+                    self.val_loader,
+                    ctx,
+                    self.amp_dtype,
+                    self.channels_last,
+                    flip=cfg.val_tta == "flip",
                 )
                 self.schedule.step_epoch(val_acc)
                 improved = self.stopper.update(val_acc, epoch)
