@@ -78,6 +78,7 @@ def test_an_unknown_study_lists_the_valid_names(store, tmp_path):
         select(load_presets(), ["kerasflips"])
     result = CliRunner().invoke(app, ["studies", "run", "kerasflips", "--data", str(store)])
     assert result.exit_code == 1
+    assert "valid names: optuna_cnn, optuna_cnn_video, keras_flips" in str(result.exception)
 
 
 def test_studies_run_writes_the_table_and_the_plot_and_reuses_finished_studies(store, tmp_path):
