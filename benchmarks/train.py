@@ -6,7 +6,9 @@ Both pipelines train the same model with the same optimizer and equivalent augme
                 select + `normalize` + batched tensor augmentation (ferkit.data.augment)
     dataloader  a torch `Dataset` that decodes one PNG per item and augments it with
                 OpenCV/numpy, batched by `DataLoader(num_workers=...)`, as notebooks do
-and the ferkit pipeline is also timed with bf16 autocast. The first row times the data
+Both feed the same model in the same step, channels_last as `ferkit train` runs it by default;
+the ferkit pipeline is also timed with a contiguous (NCHW) copy of the model, which is what
+a notebook trains, and with bf16 autocast. The first row times the data
 pipelines alone (no model): on a CPU the model step dominates a training step, so the
 end-to-end ratio there is much smaller than the pipeline ratio. Measurements alternate in rounds
 and the best round counts, since other work on a shared machine slows any one of them.
@@ -100,8 +102,9 @@ def dataloader_batches(dataset, batch: int, workers: int):
         yield from loader
 
 
-def time_steps(model, optimizer, batches, steps: int, device, amp) -> float:
-    """Images per second over `steps` training steps (after one warm-up step)."""
+def time_steps(model, optimizer, batches, steps: int, device, amp, channels_last: bool) -> float:
+    """Images per second over `steps` training steps (after one warm-up step); with
+    `channels_last` the batch is made NHWC like the model, as the trainer does."""
     model.train()
     for i in range(steps + 1):
         if i == 1:
@@ -110,6 +113,8 @@ def time_steps(model, optimizer, batches, steps: int, device, amp) -> float:
             start = time.perf_counter()
         x, y = next(batches)
         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+        if channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
             loss = F.cross_entropy(model(x).float(), y)
         optimizer.zero_grad(set_to_none=True)
@@ -166,24 +171,29 @@ def main() -> None:
             rows.append({"model": "(data pipeline only)", "device": device.type,
                          "ferkit img/s": round(data[0]), "DataLoader img/s": round(data[1]),
                          "ferkit / DataLoader": round(data[0] / data[1], 2),
+                         "ferkit NCHW img/s": "-", "channels_last gain": "-",
                          "ferkit bf16 img/s": "-", "bf16 / fp32": "-"})  # fmt: skip
             results.append({"model": None, "device": device.type, "ferkit img/s": data[0],
                             "DataLoader img/s": data[1], "store_load_s": load_s})  # fmt: skip
             del plain
             for name in args.models:
                 torch.manual_seed(0)
-                model = create_model(name).to(device)
+                model = create_model(name).to(device, memory_format=torch.channels_last)
                 optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+                nchw = create_model(name).to(device)
+                nchw_optimizer = torch.optim.SGD(nchw.parameters(), lr=0.01, momentum=0.9)
                 ours = ferkit_batches(split, args.batch, device)
                 plain = dataloader_batches(dataset, args.batch, args.workers)
-                best = {"ferkit": 0.0, "dataloader": 0.0, "ferkit_bf16": 0.0}
+                best = {"ferkit": 0.0, "dataloader": 0.0, "ferkit_nchw": 0.0, "ferkit_bf16": 0.0}
                 for _ in range(args.rounds):
-                    for key, batches, amp, steps in (
-                        ("ferkit", ours, False, args.steps),
-                        ("dataloader", plain, False, args.steps),
-                        ("ferkit_bf16", ours, True, args.bf16_steps),
+                    for key, net, opt, batches, amp, steps in (
+                        ("ferkit", model, optimizer, ours, False, args.steps),
+                        ("dataloader", model, optimizer, plain, False, args.steps),
+                        ("ferkit_nchw", nchw, nchw_optimizer, ours, False, args.steps),
+                        ("ferkit_bf16", model, optimizer, ours, True, args.bf16_steps),
                     ):
-                        rate = time_steps(model, optimizer, batches, steps, device, amp)
+                        cl = net is model
+                        rate = time_steps(net, opt, batches, steps, device, amp, cl)
                         best[key] = max(best[key], rate)
                 result = {
                     "model": name,
@@ -191,6 +201,8 @@ def main() -> None:
                     "ferkit img/s": best["ferkit"],
                     "DataLoader img/s": best["dataloader"],
                     "ferkit / DataLoader": best["ferkit"] / best["dataloader"],
+                    "ferkit NCHW img/s": best["ferkit_nchw"],
+                    "channels_last gain": best["ferkit"] / best["ferkit_nchw"],
                     "ferkit bf16 img/s": best["ferkit_bf16"],
                     "bf16 / fp32": best["ferkit_bf16"] / best["ferkit"],
                 }
