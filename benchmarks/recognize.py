@@ -7,10 +7,12 @@ as mp4 and read back, so decoding counts.
 
 Measured side by side in one run, per detector (haar, mtcnn) and per face count:
 - frames/s of `Recognizer.stream` with detection on every frame (no tracking) and with
-  the default tracking (detect every n-th frame, IoU tracker, EMA smoothing), both by the
-  wall clock and per CPU-second (steadier on a shared machine); torch and OpenCV use one
-  thread each;
-- recall: share of ground-truth faces reported with IoU ≥ 0.4, and false faces per frame;
+  the default tracking (detect every n-th frame, IoU tracker, moving-average smoothing),
+  both by the wall clock and per CPU-second (steadier on a shared machine); torch, OpenCV
+  and ONNX Runtime as the CLI runs them (one thread for torch and OpenCV); the model is
+  loaded by name, so the classifier backend is the default one (recorded per row);
+- recall: share of ground-truth faces reported with IoU ≥ 0.4, and false faces per frame,
+  also on a clip with no face at all (photos of objects, animals and textures);
 - flicker (trained weights and the FER-2013 store): label changes per second of still
   test faces under camera jitter, without smoothing, with EMA and with a moving average;
 - with trained weights and the FER-2013 store: test accuracy with and without histogram
@@ -95,8 +97,37 @@ def make_video(path: Path, faces: int, frames: int, seed: int = 0) -> list[list[
     return truth
 
 
+def make_objects_video(path: Path, frames: int, seed: int = 0) -> list[list[tuple]] | None:
+    """A clip with no face: four of scikit-image's bundled photos of objects, animals and
+    textures (a cat, a rocket, coins, bricks, text, ...) per frame, drifting, replaced every
+    half second, with the same sensor noise. Every face reported on it is false; None where
+    scikit-image is not installed."""
+    try:
+        import skimage.data
+    except ImportError:
+        return None
+    folder = Path(skimage.data.__file__).parent
+    names = ("chelsea.png", "coffee.png", "rocket.jpg", "horse.png", "clock_motion.png",
+             "coins.png", "page.png", "text.png", "brick.png", "grass.png", "gravel.png",
+             "hubble_deep_field.jpg", "motorcycle_left.png", "moon.png", "ihc.png",
+             "retina.jpg")  # fmt: skip
+    photos = [cv2.resize(cv2.imread(str(folder / n)), (400, 300)) for n in names]
+    rng = np.random.default_rng(seed)
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), FPS, SIZE)
+    for t in range(frames):
+        first, shift = (t // 15) * 4, int(2 * (t % 15))
+        cells = [photos[(first + i) % len(photos)][shift : shift + 240, shift : shift + 320]
+                 for i in range(4)]  # fmt: skip
+        frame = np.vstack([np.hstack(cells[:2]), np.hstack(cells[2:])]).astype(np.float32)
+        frame = frame * rng.uniform(0.95, 1.05) + rng.normal(0, 5, frame.shape)
+        writer.write(np.clip(frame, 0, 255).astype(np.uint8))
+    writer.release()
+    return [[] for _ in range(frames)]
+
+
 def score(results, truth) -> dict:
-    """Recall (IoU ≥ MATCH_IOU, one detection per face) and false faces per frame."""
+    """Recall (IoU ≥ MATCH_IOU, one detection per face; None without faces) and false
+    faces per frame."""
     found = false = total = 0
     for result, boxes in zip(results, truth, strict=True):
         total += len(boxes)
@@ -106,7 +137,7 @@ def score(results, truth) -> dict:
         hits = (iou >= MATCH_IOU).any(axis=0).sum()
         found += int(hits)
         false += int((iou.max(axis=1) < MATCH_IOU).sum()) if iou.size else len(result.faces)
-    return {"recall": found / total, "false_per_frame": false / len(truth)}
+    return {"recall": found / total if total else None, "false_per_frame": false / len(truth)}
 
 
 def run(recognizer: Recognizer, video: Path, warmup: np.ndarray):
@@ -204,12 +235,16 @@ def equalisation_study(model, store_path: Path) -> list[dict] | str:
 
 
 def speed_and_recall(model, frames: int) -> list[dict]:
-    """frames/s and recall per face count, detector and detection schedule."""
+    """frames/s, recall and false faces per face count (0: the objects clip), detector and
+    detection schedule."""
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        for faces in (1, 4):
+        for faces in (1, 4, 0):
             video = Path(tmp) / f"faces{faces}.mp4"
-            truth = make_video(video, faces, frames)
+            truth = make_video(video, faces, frames) if faces else make_objects_video(video, frames)
+            if truth is None:
+                print("(no scikit-image: the clip without faces is skipped)")
+                continue
             first = cv2.VideoCapture(str(video)).read()[1]
             for detector in ("haar", "mtcnn"):
                 modes = (("every frame", False), ("default", True),
@@ -220,14 +255,27 @@ def speed_and_recall(model, frames: int) -> list[dict]:
                     row = {"faces": faces, "detector": detector, "mode": mode, "fps": fps,
                            "fps_cpu": cpu_fps}  # fmt: skip
                     row["detect_every"] = rec.tracking.detect_every if rec.tracking else 1
+                    row["classifier"] = type(rec.classifier).__name__
                     rows.append({**row, **score(results, truth)})
     print("| faces | detector | mode | detect every | frames/s (wall) | frames/CPU-s | recall "
           "| false faces/frame |\n|---|---|---|---|---|---|---|---|")  # fmt: skip
     for r in rows:
         print(f"| {r['faces']} | {r['detector']} | {r['mode']} | {r['detect_every']} | "
-              f"{r['fps']:.1f} | {r['fps_cpu']:.1f} | {r['recall']:.3f} | "
+              f"{r['fps']:.1f} | {r['fps_cpu']:.1f} | "
+              f"{'–' if r['recall'] is None else format(r['recall'], '.3f')} | "
               f"{r['false_per_frame']:.3f} |")  # fmt: skip
     return rows
+
+
+def speed_model(explicit: str | None, choice):
+    """What the speed rows pass to `Recognizer`: the name or path itself where there is one,
+    so the recognizer picks its default classifier backend as it does for a user."""
+    from ferkit.models.checkpoint import shipped_aliases, shipped_models
+
+    if explicit:
+        return explicit
+    shipped = "default" in shipped_models() or "default" in shipped_aliases()
+    return "default" if shipped else choice.model
 
 
 def main() -> None:
@@ -256,7 +304,7 @@ def main() -> None:
         load = os.getloadavg()[0]
         print(f"\nspeed and recall, {frames} frames of 640×480 per video, load average "
               f"{load:.1f} on {os.cpu_count()} CPUs:")  # fmt: skip
-        payload["speed_recall"] = speed_and_recall(choice.model, frames)
+        payload["speed_recall"] = speed_and_recall(speed_model(args.model, choice), frames)
         payload["load_average"] = [load, os.getloadavg()[0]]
     if args.only in (None, "flicker"):
         rows = flicker_study(choice.model, args.store) if choice.trained else needs_training
