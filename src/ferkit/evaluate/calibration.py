@@ -7,7 +7,9 @@
   the logits. It never changes the predicted class, only how confident the model claims to
   be. It works on probabilities from any backend, since softmax(log p / T) equals
   softmax(z / T) for the logits z behind p.
-- `checkpoint_temperature` / `store_temperature`: T is fitted on val (PublicTest, never the
+- `checkpoint_temperature` / `store_temperature` (`apply_temperature`, `as_probs` and
+  `checkpoint_temperature` live in `ferkit.models.temperature`, below the recognition
+  pipeline, and are re-exported here): T is fitted on val (PublicTest, never the
   reported test split) and kept in the checkpoint's `metrics["temperature"]`, so every later
   user of the checkpoint gets the calibrated probabilities without another file.
 """
@@ -19,16 +21,10 @@ from pathlib import Path
 import numpy as np
 
 from ferkit.errors import ModelError
+from ferkit.models.temperature import EPS, apply_temperature, as_probs, checkpoint_temperature
 
 N_BINS = 15
-_EPS = 1e-12
 _BETA_RANGE = (1e-2, 1e2)  # inverse temperature searched in [1/100, 100]
-
-
-def as_probs(probs: np.ndarray) -> np.ndarray:
-    """float64 rows renormalised to sum to 1 (float32 softmax outputs drift by ~1e-7)."""
-    probs = np.asarray(probs, dtype=np.float64)
-    return probs / np.clip(probs.sum(axis=1, keepdims=True), _EPS, None)
 
 
 def reliability_bins(probs: np.ndarray, labels: np.ndarray, n_bins: int = N_BINS) -> dict:
@@ -69,16 +65,6 @@ def expected_calibration_error(
     return float(sum(gaps) / total)
 
 
-def apply_temperature(probs: np.ndarray, temperature: float) -> np.ndarray:
-    """Probabilities rescaled as softmax(log p / T); T > 1 softens, T < 1 sharpens."""
-    if not temperature > 0:
-        raise ValueError(f"temperature must be positive, got {temperature}")
-    logits = np.log(np.clip(as_probs(probs), _EPS, None)) / temperature
-    logits -= logits.max(axis=1, keepdims=True)
-    scaled = np.exp(logits)
-    return (scaled / scaled.sum(axis=1, keepdims=True)).astype(np.float32)
-
-
 def _nll(log_probs: np.ndarray, labels: np.ndarray, beta: float) -> float:
     z = beta * log_probs
     zmax = z.max(axis=1, keepdims=True)
@@ -97,7 +83,7 @@ def fit_temperature(probs: np.ndarray, labels: np.ndarray) -> float:
     labels = np.asarray(labels, dtype=np.int64)
     if len(labels) == 0:
         raise ValueError("cannot fit a temperature on zero examples")
-    log_probs = np.log(np.clip(as_probs(probs), _EPS, None))
+    log_probs = np.log(np.clip(as_probs(probs), EPS, None))
     lo, hi = np.log(_BETA_RANGE[0]), np.log(_BETA_RANGE[1])
     result = minimize_scalar(
         lambda log_beta: _nll(log_probs, labels, float(np.exp(log_beta))),
@@ -106,12 +92,6 @@ def fit_temperature(probs: np.ndarray, labels: np.ndarray) -> float:
         options={"xatol": 1e-5},
     )
     return float(1.0 / np.exp(result.x))
-
-
-def checkpoint_temperature(metrics: dict | None) -> float | None:
-    """The temperature stored in a checkpoint's metrics, or None if it was never fitted."""
-    value = (metrics or {}).get("temperature")
-    return float(value) if value is not None else None
 
 
 def store_temperature(path: str | Path, temperature: float, fitted_on: dict) -> Path:
@@ -141,3 +121,15 @@ def store_temperature(path: str | Path, temperature: float, fitted_on: dict) -> 
         train_state=checkpoint.train_state if path.suffix.lower() != ".safetensors" else None,
     )
     return path
+
+
+__all__ = [
+    "N_BINS",
+    "apply_temperature",
+    "as_probs",
+    "checkpoint_temperature",
+    "expected_calibration_error",
+    "fit_temperature",
+    "reliability_bins",
+    "store_temperature",
+]

@@ -17,7 +17,7 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 
 from ferkit.errors import ModelError
-from ferkit.evaluate.calibration import apply_temperature, checkpoint_temperature
+from ferkit.models.temperature import apply_temperature, checkpoint_temperature
 from ferkit.preprocess import Preprocessing, normalize
 
 BACKENDS = ("auto", "torch", "onnx")

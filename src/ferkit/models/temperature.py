@@ -1,0 +1,35 @@
+"""The temperature a model was calibrated with, and how it rescales probabilities.
+
+Temperature scaling divides the logits by one scalar T (fitted on val by `ferkit evaluate`,
+see `ferkit.evaluate.calibration`) and keeps it in the checkpoint's `metrics["temperature"]`
+(and an ONNX export's metadata). Applying it lives here, below `infer/`, so a deployed
+recognizer returns calibrated probabilities without carrying the evaluation code.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+EPS = 1e-12
+
+
+def as_probs(probs: np.ndarray) -> np.ndarray:
+    """float64 rows renormalised to sum to 1 (float32 softmax outputs drift by ~1e-7)."""
+    probs = np.asarray(probs, dtype=np.float64)
+    return probs / np.clip(probs.sum(axis=1, keepdims=True), EPS, None)
+
+
+def apply_temperature(probs: np.ndarray, temperature: float) -> np.ndarray:
+    """Probabilities rescaled as softmax(log p / T); T > 1 softens, T < 1 sharpens."""
+    if not temperature > 0:
+        raise ValueError(f"temperature must be positive, got {temperature}")
+    logits = np.log(np.clip(as_probs(probs), EPS, None)) / temperature
+    logits -= logits.max(axis=1, keepdims=True)
+    scaled = np.exp(logits)
+    return (scaled / scaled.sum(axis=1, keepdims=True)).astype(np.float32)
+
+
+def checkpoint_temperature(metrics: dict | None) -> float | None:
+    """The temperature stored in a checkpoint's metrics, or None if it was never fitted."""
+    value = (metrics or {}).get("temperature")
+    return float(value) if value is not None else None
