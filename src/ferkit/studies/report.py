@@ -182,8 +182,9 @@ def write_report(
         "Protocol: every study trains on the training split; its best epoch is chosen on val "
         "(PublicTest); that checkpoint is evaluated with `ferkit evaluate` (no TTA) on PublicTest "
         "and PrivateTest. PrivateTest never served a choice. *Budget* is the fraction of the "
-        "preset's epochs (and of study 1's search) that was run: below 1 the numbers are a "
-        "reduced-budget measurement, not the study at full length. Train accuracy is the "
+        "preset's training (epochs × images; below one epoch, one epoch on a stratified subset) "
+        "and of study 1's search that was run: below 1 the numbers are a reduced-budget "
+        "measurement, not the study at full length. Train accuracy is the "
         "running accuracy on augmented batches during the best epoch.",
         "",
         "| # | study | reported by the original | ferkit PublicTest | ferkit PrivateTest "
