@@ -13,6 +13,7 @@ def test_atomic_path_replaces_only_on_success(tmp_path):
         assert tmp.parent == target.parent and tmp.suffix == ".json" and tmp != target
         tmp.write_text("first")
     assert target.read_text() == "first"
+    assert target.stat().st_mode & 0o777 == 0o666 & ~_umask()  # not mkstemp's owner-only
 
     with pytest.raises(RuntimeError), atomic_path(target) as tmp:
         tmp.write_text("half-writ")
@@ -27,3 +28,11 @@ def test_sha256_file_matches_hashlib(tmp_path):
     path = tmp_path / "blob.bin"
     path.write_bytes(b"ferkit" * 1000)
     assert sha256_file(path) == hashlib.sha256(b"ferkit" * 1000).hexdigest()
+
+
+def _umask() -> int:
+    import os
+
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -20,18 +20,15 @@ def sha256_file(path: str | Path) -> str:
 
 @contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
-    """Yield a temporary path beside `path` (same suffix, so writers that infer the format
-    from it still work); it replaces `path` only when the block finishes without error,
-    and is removed otherwise. Parent folders are created."""
+    """Yield a fresh temporary path beside `path` (same suffix, so writers that infer the
+    format from it still work); it replaces `path` only when the block finishes without
+    error, and is removed otherwise. Parent folders are created. The temporary file is left
+    for the writer to create, so it gets the usual permissions (mkstemp's are owner-only)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(
-        prefix=f".{path.name}.", suffix=f".tmp{path.suffix}", dir=path.parent
-    )
-    os.close(fd)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp{path.suffix}")
     try:
-        yield Path(tmp)
+        yield tmp
         os.replace(tmp, path)
     finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        tmp.unlink(missing_ok=True)
