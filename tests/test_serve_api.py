@@ -356,6 +356,16 @@ def test_model_by_path_and_fallback(tmp_path, monkeypatch):
         assert health["trained"] is False and "UNTRAINED" in health["model"]
 
 
+def test_shipped_default_is_served_by_its_matching_onnx_export(monkeypatch):
+    from ferkit.infer.demo import choose_model
+
+    monkeypatch.delenv("FERKIT_MODEL", raising=False)
+    assert choose_model().spec == "default"  # what `make demo` hands to the Recognizer too
+    with TestClient(create_app()) as c:
+        active = c.get("/api/models").json()["active"]
+    assert "shipped 'default'" in active["description"] and active["backend"] == "onnx"
+
+
 def test_loopback_detection():
     assert is_loopback("127.0.0.1") and is_loopback("localhost") and is_loopback("::1")
     assert not is_loopback("0.0.0.0") and not is_loopback("192.168.1.2")

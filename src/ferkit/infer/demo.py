@@ -32,6 +32,13 @@ class ModelChoice:
     model: object
     description: str
     trained: bool
+    # the name or path `model` was loaded from: given to the Recognizer instead of the
+    # loaded model, it lets the Recognizer run the matching ONNX export on the CPU
+    spec: str | None = None
+
+    @property
+    def for_recognizer(self):
+        return self.spec or self.model
 
 
 def sample_image() -> Path:
@@ -72,18 +79,25 @@ def choose_model(explicit: str | None = None, runs: Path = Path("runs")) -> Mode
 
     explicit = explicit or os.environ.get("FERKIT_MODEL")
     if explicit:
-        return ModelChoice(load_model(explicit), f"{explicit} (chosen explicitly)", True)
+        return ModelChoice(
+            load_model(explicit), f"{explicit} (chosen explicitly)", True, spec=explicit
+        )
     if "default" in shipped_models() or "default" in shipped_aliases():
         target = shipped_aliases().get("default", "default")
         shown = "" if target == "default" else f" (= {target!r})"
-        return ModelChoice(load_model("default"), f"shipped 'default' weights{shown}", True)
+        return ModelChoice(
+            load_model("default"), f"shipped 'default' weights{shown}", True, spec="default"
+        )
     best = _best_run(runs)
     if best is not None:
         model = load_model(best)
         accuracy = (model.ferkit.metrics or {}).get("val_acc")
         shown = "val accuracy unknown" if accuracy is None else f"val accuracy {accuracy:.1%}"
         return ModelChoice(
-            model, f"NO SHIPPED WEIGHTS YET: using the training run {best} ({shown})", True
+            model,
+            f"NO SHIPPED WEIGHTS YET: using the training run {best} ({shown})",
+            True,
+            spec=str(best),
         )
     import torch
 
@@ -126,7 +140,7 @@ def run_demo(out: str | Path = "runs/demo", model: str | None = None, detector: 
 
     out = Path(out)
     choice = choose_model(model)
-    recognizer = Recognizer(choice.model, detector=detector)
+    recognizer = Recognizer(choice.for_recognizer, detector=detector)
     photo = record(recognizer, sample_image(), out / "photo")
     (out / "clip").mkdir(parents=True, exist_ok=True)
     clip_path = make_clip(out / "clip" / "astronaut_clip.mp4")

@@ -80,7 +80,8 @@ class Engine:
     def load(cls, model=None, limits: Limits | None = None, **recognizer_options) -> Engine:
         """Choose the model (see `choose`) and build the Recognizer around it."""
         choice = choose(model, recognizer_options.get("device", "cpu"))
-        return cls(Recognizer(choice.model, **recognizer_options), choice, limits or Limits())
+        recognizer = Recognizer(choice.for_recognizer, **recognizer_options)
+        return cls(recognizer, choice, limits or Limits())
 
     def describe(self) -> dict:
         """The model being served, as /api/models and the page show it."""
