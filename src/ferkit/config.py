@@ -194,17 +194,23 @@ def from_dict(data: dict) -> TrainConfig:
     return _build(TrainConfig, data)
 
 
-def load_config(path: str | Path) -> TrainConfig:
-    """Read a YAML config file (a partial one is fine: missing keys keep defaults)."""
+def read_yaml(path: str | Path, what: str = "config file"):
+    """The parsed contents of a YAML file; a missing file or broken YAML is a ConfigError
+    naming the file (`what` says what kind of file was expected)."""
     import yaml
 
     path = Path(path)
     try:
-        data = yaml.safe_load(path.read_text())
+        return yaml.safe_load(path.read_text())
     except FileNotFoundError:
-        raise ConfigError(f"{path}: no such config file") from None
+        raise ConfigError(f"{path}: no such {what}") from None
     except yaml.YAMLError as error:
         raise ConfigError(f"{path}: not valid YAML ({error})") from None
+
+
+def load_config(path: str | Path) -> TrainConfig:
+    """Read a YAML config file (a partial one is fine: missing keys keep defaults)."""
+    data = read_yaml(path)
     try:
         return from_dict(data or {})
     except ConfigError as error:

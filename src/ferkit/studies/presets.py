@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ferkit.config import TrainConfig, from_dict
+from ferkit.config import TrainConfig, from_dict, read_yaml
 from ferkit.errors import ConfigError
 
 SECTIONS = ("study", "train", "tune", "pretrained", "recognize")
@@ -183,15 +183,8 @@ def _recognize(data: Any, path: Path) -> RecognizePlan:
 
 def load_preset(path: str | Path) -> Study:
     """Read and validate one preset file; errors name the file and the key."""
-    import yaml
-
     path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text())
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: no such study preset") from None
-    except yaml.YAMLError as error:
-        raise ConfigError(f"{path}: not valid YAML ({error})") from None
+    data = read_yaml(path, "study preset")
     _check_keys(data, SECTIONS, "", path)
     meta = _check_keys(data.get("study"), STUDY_KEYS, "study.", path)
     if ("train" in data) == ("recognize" in data):

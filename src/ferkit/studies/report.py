@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 from ferkit.evaluate.report import atomic_text
+from ferkit.files import atomic_path
 
 
 def shipped_rows() -> list[dict]:
@@ -152,13 +153,11 @@ def write_plot(rows: list[dict], shipped: list[dict], path: Path) -> Path | None
     ax.legend(loc="upper right", fontsize=8)
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
-    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.png")
     try:
-        fig.savefig(tmp, dpi=110)
-        os.replace(tmp, path)
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, dpi=110)
     finally:
         plt.close(fig)
-        tmp.unlink(missing_ok=True)
     return path
 
 

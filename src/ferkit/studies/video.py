@@ -14,13 +14,13 @@ frame is nearly identical and there is nothing to smooth.
 
 from __future__ import annotations
 
-import os
 import time
 from collections import Counter, defaultdict
 from pathlib import Path
 
 import numpy as np
 
+from ferkit.files import atomic_path
 from ferkit.studies.presets import RecognizePlan
 
 
@@ -37,18 +37,17 @@ def make_study_clip(
     rng = np.random.default_rng(seed)
     reader = cv2.VideoCapture(str(clean))
     size = (int(reader.get(cv2.CAP_PROP_FRAME_WIDTH)), int(reader.get(cv2.CAP_PROP_FRAME_HEIGHT)))
-    part = path.with_name(f"{path.stem}.part{path.suffix}")
-    writer = cv2.VideoWriter(str(part), cv2.VideoWriter_fourcc(*"mp4v"), fps, size)
-    while True:
-        ok, frame = reader.read()
-        if not ok:
-            break
-        gain = rng.uniform(1 - exposure, 1 + exposure)
-        noisy = frame.astype(np.float32) * gain + rng.normal(0, noise, frame.shape)
-        writer.write(np.clip(noisy, 0, 255).astype(np.uint8))
-    reader.release()
-    writer.release()
-    os.replace(part, path)
+    with atomic_path(path) as part:
+        writer = cv2.VideoWriter(str(part), cv2.VideoWriter_fourcc(*"mp4v"), fps, size)
+        while True:
+            ok, frame = reader.read()
+            if not ok:
+                break
+            gain = rng.uniform(1 - exposure, 1 + exposure)
+            noisy = frame.astype(np.float32) * gain + rng.normal(0, noise, frame.shape)
+            writer.write(np.clip(noisy, 0, 255).astype(np.uint8))
+        reader.release()
+        writer.release()
     clean.unlink(missing_ok=True)
     return path
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ferkit.config import TrainConfig, apply_overrides
+from ferkit.config import TrainConfig, apply_overrides, read_yaml
 from ferkit.errors import ConfigError, FerkitError
 from ferkit.models.registry import list_models, model_options
 
@@ -193,17 +193,10 @@ def validate_space(space: dict[str, Any], base: TrainConfig | None = None) -> di
 
 def load_space(path: str | Path | None, base: TrainConfig | None = None) -> dict[str, Any]:
     """The default space with a YAML file's entries applied (`null` removes one), validated."""
-    import yaml
-
     space = dict(DEFAULT_SPACE)
     if path is not None:
         path = Path(path)
-        try:
-            data = yaml.safe_load(path.read_text()) or {}
-        except FileNotFoundError:
-            raise ConfigError(f"{path}: no such search-space file") from None
-        except yaml.YAMLError as error:
-            raise ConfigError(f"{path}: not valid YAML ({error})") from None
+        data = read_yaml(path, "search-space file") or {}
         if not isinstance(data, dict):
             raise ConfigError(f"{path}: a search space must map config keys to entries")
         for name, spec in data.items():
