@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 
 from ferkit.data.sources import locate_fer2013
+
+# `amp: auto` picks bf16 only on CPUs with native bf16 (AMX, AVX-512 BF16), and bf16 changes
+# a tiny model's numbers: the suite runs as on a CPU without it, everywhere (inherited by the
+# subprocesses tests start), so no result depends on the machine's CPU model.
+os.environ["FERKIT_CPU_BF16"] = "0"
 
 
 def synthetic_faces(n: int, seed: int = 0) -> np.ndarray:

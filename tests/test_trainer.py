@@ -194,7 +194,13 @@ def test_class_weights_and_amp_choice():
     cpu = torch.device("cpu")
     assert resolve_amp("off", cpu) is None
     assert resolve_amp("bf16", cpu) is torch.bfloat16
-    assert resolve_amp("auto", cpu) in (None, torch.bfloat16)
+    assert resolve_amp("auto", cpu) is None  # the suite runs as on a CPU without native bf16
+
+
+@pytest.mark.parametrize("forced, expected", [("0", None), ("1", torch.bfloat16)])
+def test_native_bf16_detection_can_be_overridden(monkeypatch, forced, expected):
+    monkeypatch.setenv("FERKIT_CPU_BF16", forced)
+    assert resolve_amp("auto", torch.device("cpu")) is expected
 
 
 def test_bf16_autocast_and_class_weights_run(store, tmp_path):

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import random
 import time
 from collections.abc import Callable
@@ -69,7 +70,14 @@ class TrainResult:
 
 
 def bf16_is_native_on_cpu() -> bool:
-    """True when the CPU computes bf16 in hardware; emulated bf16 is several times slower."""
+    """True when the CPU computes bf16 in hardware; emulated bf16 is several times slower.
+
+    `FERKIT_CPU_BF16=0` (or `1`) overrides the detection: `amp: auto` then behaves as on a CPU
+    without (with) native bf16. The test suite sets 0, so its numbers do not depend on the CPU.
+    """
+    forced = os.environ.get("FERKIT_CPU_BF16", "").strip()
+    if forced in ("0", "1"):
+        return forced == "1"
     try:
         return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
     except (AttributeError, RuntimeError):
