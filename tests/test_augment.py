@@ -4,11 +4,20 @@ from __future__ import annotations
 
 import dataclasses
 
+import numpy as np
 import pytest
 import torch
 
 from ferkit.config import AugmentConfig
-from ferkit.data.augment import Augmenter, mix, random_crop, random_erase, random_flip
+from ferkit.data.augment import (
+    Augmenter,
+    camera_degrade,
+    equalize,
+    mix,
+    random_crop,
+    random_erase,
+    random_flip,
+)
 
 LO, HI = -1.5, 2.5  # a normalised range, as the trainer uses
 
@@ -46,6 +55,8 @@ ONE_OP_EACH = {
     "erase": zero_config(erase_p=1.0),
     "brightness": zero_config(brightness=0.3),
     "contrast": zero_config(contrast=0.4),
+    "camera": zero_config(camera_p=1.0),
+    "equalize": zero_config(equalize_p=1.0),
     "mixup": zero_config(mixup_alpha=0.4),
     "cutmix": zero_config(cutmix_alpha=1.0),
     "all": AugmentConfig(erase_p=0.5, brightness=0.2, contrast=0.2, shear=5, shift=0.05,
@@ -133,3 +144,28 @@ def test_mix_probability_zero_never_mixes():
     g = torch.Generator().manual_seed(0)
     out, y_a, y_b, lam = mix(x, y, zero_config(mixup_alpha=1.0, mix_p=0.0), g)
     assert torch.equal(out, x) and lam == 1.0 and torch.equal(y_b, y)
+
+
+def test_equalize_follows_opencv_on_8_bit_faces(faces):
+    import cv2
+
+    images = faces(6)
+    images[0] = 77  # a constant face stays as it is
+    images[1] = images[1] // 4 + 100  # a flat, low-contrast face gets stretched
+    x = torch.from_numpy(images).float().unsqueeze(1) / 255 * (HI - LO) + LO
+    out = equalize(x, 1.0, torch.Generator().manual_seed(0), value_range=(LO, HI))
+    levels = ((out.squeeze(1) - LO) / (HI - LO) * 255).round().numpy()
+    expected = np.stack([cv2.equalizeHist(face) for face in images]).astype(np.float64)
+    assert np.abs(levels - expected).max() <= 1  # OpenCV rounds the same ratio its own way
+    assert levels[1].max() - levels[1].min() > 200
+
+
+def test_camera_degradation_flattens_and_quantises_but_keeps_shape(faces):
+    x = torch.from_numpy(faces(64)).float().unsqueeze(1) / 255 * (HI - LO) + LO
+    out = camera_degrade(x, 1.0, torch.Generator().manual_seed(0), value_range=(LO, HI))
+    assert out.shape == x.shape and out.min() >= LO - 1e-5 and out.max() <= HI + 1e-5
+    assert out.std(dim=(1, 2, 3)).mean() < 0.9 * x.std(dim=(1, 2, 3)).mean()  # contrast drops
+    levels = (out - LO) / (HI - LO) * 255
+    assert torch.allclose(levels, levels.round(), atol=1e-3)  # 8-bit, as a camera delivers
+    kept = camera_degrade(x, 0.0, torch.Generator().manual_seed(0), value_range=(LO, HI))
+    assert torch.equal(kept, x)

@@ -89,6 +89,11 @@ class AugmentConfig:
     erase_max_area: float = 0.25  # largest erased fraction of the image
     brightness: float = 0.0  # additive, fraction of the value range, uniform in ±brightness
     contrast: float = 0.0  # multiplicative around the image mean, uniform in 1 ± contrast
+    # camera-like degradation with this probability: lower contrast, brightness shift, gamma,
+    # slight blur, sensor noise, 8-bit rounding (live camera faces, unlike FER-2013's)
+    camera_p: float = 0.0
+    # histogram equalisation with this probability, as the Recognizer applies to live crops
+    equalize_p: float = 0.0
     mixup_alpha: float = 0.0  # Beta(alpha, alpha); 0 = off
     cutmix_alpha: float = 0.0  # Beta(alpha, alpha); 0 = off
     mix_p: float = 1.0  # probability that a batch is mixed (when mixup or cutmix is on)

@@ -157,6 +157,85 @@ def jitter(
     return x.clamp(lo, hi)
 
 
+def _to_unit(x: torch.Tensor, value_range) -> torch.Tensor:
+    lo, hi = value_range
+    return (x - lo) / (hi - lo)
+
+
+def _from_unit(u: torch.Tensor, value_range) -> torch.Tensor:
+    lo, hi = value_range
+    return u * (hi - lo) + lo
+
+
+def _gaussian_blur(u: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+    """3×3 Gaussian blur with one sigma per image (sigma 0 leaves an image unchanged)."""
+    n, c, h, w = u.shape
+    taps = torch.tensor([-1.0, 0.0, 1.0], device=u.device)
+    safe = sigma.clamp(min=1e-3).view(n, 1)
+    k1 = torch.exp(-(taps**2) / (2 * safe**2))
+    k1 = k1 / k1.sum(1, keepdim=True)
+    kernel = (k1[:, :, None] * k1[:, None, :]).to(u.dtype).repeat_interleave(c, 0)
+    padded = F.pad(u.reshape(1, n * c, h, w), (1, 1, 1, 1), mode="replicate")
+    return F.conv2d(padded, kernel.unsqueeze(1), groups=n * c).view(n, c, h, w)
+
+
+def camera_degrade(x: torch.Tensor, p: float, g: torch.Generator, value_range=(0.0, 1.0)):
+    """Make each face look like a raw camera crop with probability p.
+
+    FER-2013 faces are contrast-stretched, sharp and clean; a webcam face is often flat,
+    under- or over-exposed, slightly soft and noisy. Per image: contrast × U(0.3, 1),
+    brightness ± 0.2, gamma in [0.5, 2] (log-uniform), blur σ U(0, 1) px, noise σ U(0, 0.03),
+    then rounding to 8 bits, as a camera delivers them. Values in [0, 1] units of the range.
+    """
+    if p <= 0:
+        return x
+    n, dev = len(x), g.device
+
+    def draw(low: float, high: float) -> torch.Tensor:
+        return (torch.rand(n, generator=g, device=dev) * (high - low) + low).to(x.device)
+
+    chosen = (torch.rand(n, generator=g, device=dev) < p).to(x.device)
+    contrast, brightness = draw(0.3, 1.0), draw(-0.2, 0.2)
+    gamma, sigma, noise = (
+        torch.exp(draw(math.log(0.5), math.log(2.0))),
+        draw(0.0, 1.0),
+        draw(0, 0.03),
+    )
+    shape = (n, 1, 1, 1)
+    u = _to_unit(x, value_range)
+    mean = u.mean(dim=(1, 2, 3), keepdim=True)
+    v = (u - mean) * contrast.view(shape) + mean + brightness.view(shape)
+    v = v.clamp(0.0, 1.0) ** gamma.view(shape)
+    v = _gaussian_blur(v, sigma)
+    grain = torch.randn(x.shape, generator=g, device=dev).to(x.device, x.dtype)
+    v = ((v + grain * noise.view(shape)).clamp(0.0, 1.0) * 255).round() / 255
+    return torch.where(chosen.view(shape), _from_unit(v, value_range), x)
+
+
+def equalize(x: torch.Tensor, p: float, g: torch.Generator, value_range=(0.0, 1.0)):
+    """Histogram-equalise each image w.p. p, with OpenCV's `equalizeHist` rule on 8-bit levels.
+
+    The Recognizer equalises live face crops by default; training on a share of equalised
+    faces makes the model read both kinds, so the stored test faces and live crops agree.
+    """
+    if p <= 0:
+        return x
+    n = len(x)
+    chosen = (torch.rand(n, generator=g, device=g.device) < p).to(x.device)
+    levels = (_to_unit(x, value_range).clamp(0, 1) * 255).round().long().view(n, -1)
+    hist = torch.zeros(n, 256, device=x.device).scatter_add_(
+        1, levels, torch.ones_like(levels, dtype=torch.float32)
+    )
+    cdf = hist.cumsum(1)
+    first = cdf.gather(1, levels.min(1, keepdim=True).values)  # count of the darkest level
+    span = (cdf[:, -1:] - first).clamp(min=1)
+    lut = ((cdf - first) * 255 / span).round()
+    flat = cdf[:, -1:] == first  # a constant image stays as it is
+    lut = torch.where(flat, torch.arange(256, device=x.device).float().expand(n, 256), lut)
+    out = _from_unit((lut.gather(1, levels) / 255).view(x.shape).to(x.dtype), value_range)
+    return torch.where(chosen.view(n, 1, 1, 1), out, x)
+
+
 def mix(x: torch.Tensor, y: torch.Tensor, cfg: AugmentConfig, g: torch.Generator):
     """Mixup or CutMix: (images, y_a, y_b, lam); the loss is lam·CE(y_a) + (1-lam)·CE(y_b).
 
@@ -208,7 +287,8 @@ class Augmenter:
     """All augmentations of an `AugmentConfig`, applied to a batch in a fixed order.
 
     Order: padded crop → affine (resized crop, rotate, shear, zoom, shift) → flips →
-    brightness/contrast → erasing → mixup/cutmix.
+    brightness/contrast → camera-like degradation → equalisation → erasing → mixup/cutmix
+    (a camera degrades the face before the Recognizer equalises its crop).
     """
 
     def __init__(
@@ -235,6 +315,8 @@ class Augmenter:
             x = random_flip(x, cfg.hflip, g, dim=-1)
             x = random_flip(x, cfg.vflip, g, dim=-2)
             x = jitter(x, cfg.brightness, cfg.contrast, g, self.value_range)
+            x = camera_degrade(x, cfg.camera_p, g, self.value_range)
+            x = equalize(x, cfg.equalize_p, g, self.value_range)
             return random_erase(x, cfg.erase_p, cfg.erase_max_area, g, self.value_range)
 
     def __call__(self, x: torch.Tensor, y: torch.Tensor):
