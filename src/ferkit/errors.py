@@ -24,3 +24,11 @@ class ModelError(FerkitError):
 
 class SourceError(FerkitError):
     """An image, video, stream or camera cannot be opened or read."""
+
+
+class ImageTooLarge(SourceError):
+    """An image whose header declares more pixels than allowed (a decompression bomb)."""
+
+
+class OutputError(FerkitError):
+    """An output file or folder cannot be written (no permission, read-only, disk full)."""

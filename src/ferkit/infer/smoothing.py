@@ -19,6 +19,7 @@ import numpy as np
 from ferkit.errors import ConfigError
 
 METHODS = ("ema", "mean", "none")
+MAX_WINDOW = 1000  # frames (over half a minute at 30 fps); a longer mean is no smoothing
 
 
 @dataclass(frozen=True)
@@ -39,8 +40,8 @@ class SmoothingConfig:
     def __post_init__(self) -> None:
         if self.method not in METHODS:
             raise ConfigError(f"smoothing method {self.method!r} unknown; use one of {METHODS}")
-        if self.window < 1:
-            raise ConfigError(f"smoothing window must be >= 1, got {self.window}")
+        if not 1 <= self.window <= MAX_WINDOW:
+            raise ConfigError(f"smoothing window must be in 1..{MAX_WINDOW}, got {self.window}")
         if not 0.0 < self.alpha <= 1.0:
             raise ConfigError(f"smoothing alpha must be in (0, 1], got {self.alpha}")
 

@@ -10,31 +10,33 @@
 
 Every refusal is JSON `{"detail": "..."}` saying what was wrong: 413 for a body or image
 over the limits, 415 for a non-image upload, 422 for an image that cannot be decoded or a
-malformed request, 503 when too many requests wait (see `ferkit.serve.limits`). The server
-binds to loopback unless told otherwise, and sends no CORS headers unless origins are given.
+malformed request, 503 when too many requests wait (see `ferkit.serve.limits`), 403 for a
+POST or websocket from another site's page (`ferkit.serve.guard`), 408 for a request whose
+headers or body do not arrive in time (`ferkit.serve.protocol`). The server binds to
+loopback unless told otherwise, and sends no CORS headers unless origins are given.
 """
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 import time
 from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, BinaryIO
 
 from fastapi import FastAPI, File, Query, UploadFile, WebSocket
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel
-from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 
 from ferkit.errors import FerkitError
 from ferkit.serve.engine import Engine
+from ferkit.serve.guard import OriginGuard, is_loopback
 from ferkit.serve.limits import BodyLimit, Limits, Rejected, check_content_type
+from ferkit.serve.protocol import guarded_protocol
 from ferkit.serve.stream import serve_stream
 
 log = logging.getLogger(__name__)
@@ -77,7 +79,8 @@ def create_app(
     name, checkpoint, run folder or .onnx file; or a loaded model/classifier).
 
     recognizer_options go to `Recognizer` (detector, device, smoothing, tracking, ...).
-    cors_origins: origins allowed to call the API from other sites' pages (none by default).
+    cors_origins: origins allowed to call the API from other sites' pages (none by default:
+        only the server's own page may POST or open the stream).
     """
     limits = limits or Limits()
     engine = Engine.load(model, limits, **recognizer_options)
@@ -89,6 +92,7 @@ def create_app(
     )
     app.state.engine = engine
     app.add_middleware(BodyLimit, max_bytes=limits.max_upload_bytes)
+    app.add_middleware(OriginGuard, allowed_origins=cors_origins)
     _add_error_handlers(app)
     if cors_origins:
         from fastapi.middleware.cors import CORSMiddleware
@@ -134,11 +138,10 @@ def create_app(
         ] = False,
     ):
         """Faces in one uploaded image, with every emotion's probability."""
-        [prediction] = await engine.predict([await _read(file, file.filename or "upload")])
+        [prediction] = await engine.predict([_admit(file, file.filename or "upload")], annotate)
         if annotate:
-            jpeg = await run_in_threadpool(_annotated_jpeg, prediction)
             headers = {"X-Faces": str(len(prediction.faces))}
-            return Response(jpeg, media_type="image/jpeg", headers=headers)
+            return Response(prediction.annotated, media_type="image/jpeg", headers=headers)
         return prediction.to_dict()
 
     @app.post("/api/predict/batch", tags=["recognition"], response_model=BatchOut)
@@ -148,9 +151,7 @@ def create_app(
         ],
     ):
         """Faces in each of several uploaded images (all faces go through the model together)."""
-        uploads = [
-            await _read(f, f"files[{i}] {f.filename or ''}".strip()) for i, f in enumerate(files)
-        ]
+        uploads = [_admit(f, f"files[{i}] {f.filename or ''}".strip()) for i, f in enumerate(files)]
         return {"results": [p.to_dict() for p in await engine.predict(uploads)]}
 
     @app.websocket("/api/stream")
@@ -166,21 +167,11 @@ def create_app(
     return app
 
 
-async def _read(upload: UploadFile, name: str) -> tuple[bytes, str]:
-    """The bytes of an upload whose declared type is an image (415 otherwise)."""
+def _admit(upload: UploadFile, name: str) -> tuple[BinaryIO, str]:
+    """The file of an upload whose declared type is an image (415 otherwise); the engine
+    reads it only once the image has been measured and admitted."""
     check_content_type(upload.content_type, name)
-    return await upload.read(), name
-
-
-def _annotated_jpeg(prediction) -> bytes:
-    import cv2
-
-    from ferkit.infer.results import draw_faces
-
-    ok, buffer = cv2.imencode(".jpg", draw_faces(prediction.image, prediction.faces))
-    if not ok:
-        raise Rejected(500, f"{prediction.name}: could not encode the annotated image")
-    return buffer.tobytes()
+    return upload.file, name
 
 
 def _add_error_handlers(app: FastAPI) -> None:
@@ -216,15 +207,6 @@ def _add_error_handlers(app: FastAPI) -> None:
         )
 
 
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def run(app: FastAPI, host: str = "127.0.0.1", port: int = 8000, log_level: str = "info"):
     """Serve an app made by `create_app` with uvicorn until interrupted."""
     import uvicorn
@@ -234,8 +216,27 @@ def run(app: FastAPI, host: str = "127.0.0.1", port: int = 8000, log_level: str 
         log.warning("listening on %s: reachable from other machines, with no authentication", host)
     uvicorn.run(
         app, host=host, port=port, log_level=log_level,
+        http=guarded_protocol(_within_descriptors(engine.limits)),
         ws_max_size=2 * engine.limits.max_frame_bytes,  # the app answers up to 2× with an error
     )  # fmt: skip
+
+
+def _within_descriptors(limits: Limits) -> Limits:
+    """`limits` with max_connections lowered to leave file descriptors for everything else
+    (model files, threads, logs) under this process's RLIMIT_NOFILE: accepting past the
+    limit fails, and the server would stop accepting anyone for a while."""
+    import dataclasses
+
+    try:
+        import resource
+    except ImportError:  # Windows: no such limit to respect
+        return limits
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    room = soft - 64 if soft != resource.RLIM_INFINITY else limits.max_connections
+    if room >= limits.max_connections:
+        return limits
+    log.warning("at most %d connections: the open-file limit is %d (ulimit -n)", room, soft)
+    return dataclasses.replace(limits, max_connections=max(room, 1))
 
 
 def _version() -> str:

@@ -2,19 +2,23 @@
 
 Inference runs in worker threads so the event loop keeps accepting connections, one
 request at a time under a lock: OpenCV's cascade detector is not safe to share between
-threads, and on a laptop CPU one inference already uses every core. Decoding happens
-outside the lock, so it overlaps with the model. HTTP requests that would have to wait
-behind more than `Limits.max_pending` others are refused with 503 at once rather than
-queued for seconds; websocket frames have their own bounded per-connection queue
-(`ferkit.serve.stream`).
+threads, and on a laptop CPU one inference already uses every core. Before a pixel is
+decoded, a request's images are measured from their headers and their memory reserved
+from the shared `MemoryBudget`; decoding then overlaps with the model for as many
+requests as the budget holds, and the decoded images are let go before the answer is
+sent. HTTP requests that would have to wait behind more than `Limits.max_pending` others
+are refused with 503 at once rather than queued for seconds; websocket frames have their
+own bounded per-connection queue (`ferkit.serve.stream`).
 """
 
 from __future__ import annotations
 
+import io
 import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import torch
@@ -27,7 +31,7 @@ from ferkit.infer.results import COLORS, Face, FrameResult
 from ferkit.infer.smoothing import TrackSmoother
 from ferkit.infer.sources import Frame
 from ferkit.infer.tracking import IoUTracker
-from ferkit.serve.limits import Limits, Rejected, decode_image
+from ferkit.serve.limits import Limits, MemoryBudget, Rejected, decode, measure
 
 
 def choose(model=None, device: str = "cpu") -> ModelChoice:
@@ -48,18 +52,20 @@ def choose(model=None, device: str = "cpu") -> ModelChoice:
 
 @dataclass
 class Prediction:
-    """One decoded upload and the faces found in it."""
+    """The faces found in one upload (its pixels are not kept: only the annotated JPEG,
+    when asked for)."""
 
     name: str
-    image: np.ndarray
+    width: int
+    height: int
     faces: list[Face]
+    annotated: bytes | None = None
 
     def to_dict(self) -> dict:
-        height, width = self.image.shape[:2]
         return {
             "file": self.name,
-            "width": width,
-            "height": height,
+            "width": self.width,
+            "height": self.height,
             "faces": [face.to_dict() for face in self.faces],
         }
 
@@ -74,6 +80,7 @@ class Engine:
         self.pending = 0  # HTTP requests decoding or waiting for the model
         self.streams = 0  # open websocket connections
         self.started = time.monotonic()
+        self.budget = MemoryBudget(limits.decode_budget_bytes)
         self._lock = threading.Lock()
 
     @classmethod
@@ -97,9 +104,11 @@ class Engine:
             "colors": {name: _css(COLORS.get(name)) for name in self.recognizer.class_names},
         }
 
-    async def predict(self, uploads: list[tuple[bytes, str]]) -> list[Prediction]:
-        """Decode (checking each image, see `decode_image`) and recognise a list of
-        (bytes, name) uploads; all their faces go through the model together."""
+    async def predict(
+        self, uploads: list[tuple[BinaryIO, str]], annotate: bool = False
+    ) -> list[Prediction]:
+        """Measure, decode and recognise a list of (file, name) uploads (see `measure`);
+        all their faces go through the model together. `annotate` adds the annotated JPEG."""
         if self.pending >= self.limits.max_pending:
             raise Rejected(
                 503,
@@ -108,36 +117,51 @@ class Engine:
             )
         self.pending += 1
         try:
-            return await run_in_threadpool(self._predict, uploads)
+            return await run_in_threadpool(self._predict, uploads, annotate)
         finally:
             self.pending -= 1
 
     async def track(
         self, data: bytes, name: str, index: int, time_s: float,
         tracker: IoUTracker, smoother: TrackSmoother,
-    ) -> tuple[np.ndarray, FrameResult]:  # fmt: skip
-        """Decode one stream frame and run it through `Recognizer.track_frame` with the
-        connection's own tracker and smoother."""
+    ) -> tuple[tuple[int, int], FrameResult]:  # fmt: skip
+        """Measure, decode and run one stream frame through `Recognizer.track_frame` with
+        the connection's own tracker and smoother; the frame's (height, width) and result."""
         return await run_in_threadpool(
             self._track, data, name, index, time_s, tracker, smoother
         )  # fmt: skip
 
-    def _predict(self, uploads: list[tuple[bytes, str]]) -> list[Prediction]:
-        images = [decode_image(data, name, self.limits) for data, name in uploads]
-        with self._lock:
-            faces = self.recognizer.predict_batch(images)
-        return [
-            Prediction(name, image, found)
-            for (_, name), image, found in zip(uploads, images, faces, strict=True)
-        ]
+    def _predict(self, uploads: list[tuple[BinaryIO, str]], annotate: bool) -> list[Prediction]:
+        with self.budget.reserve(measure(uploads, self.limits)):
+            images = [decode(file, name, self.limits) for file, name in uploads]
+            with self._lock:
+                faces = self.recognizer.predict_batch(images)
+            return [
+                Prediction(name, *image.shape[1::-1], found,
+                           _annotated_jpeg(image, found, name) if annotate else None)
+                for (_, name), image, found in zip(uploads, images, faces, strict=True)
+            ]  # fmt: skip
 
     def _track(self, data, name, index, time_s, tracker, smoother):
-        image = decode_image(data, name, self.limits)
-        with self._lock:
-            result = self.recognizer.track_frame(
-                Frame(index, time_s, image, name), tracker, smoother
-            )
-        return image, result
+        file = io.BytesIO(data)
+        with self.budget.reserve(measure([(file, name)], self.limits)):
+            image = decode(file, name, self.limits)
+            with self._lock:
+                result = self.recognizer.track_frame(
+                    Frame(index, time_s, image, name), tracker, smoother
+                )
+            return image.shape[:2], result
+
+
+def _annotated_jpeg(image: np.ndarray, faces: list[Face], name: str) -> bytes:
+    import cv2
+
+    from ferkit.infer.results import draw_faces
+
+    ok, buffer = cv2.imencode(".jpg", draw_faces(image, faces))
+    if not ok:
+        raise Rejected(500, f"{name}: could not encode the annotated image")
+    return buffer.tobytes()
 
 
 def _css(bgr: tuple[int, int, int] | None) -> str:

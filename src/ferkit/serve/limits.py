@@ -3,20 +3,30 @@
 A public-facing recognizer must not be knocked over by one request: an upload larger than
 memory, a 2 kB PNG whose header promises 100 000 × 100 000 pixels (a decompression bomb:
 decoding it would allocate 30 GB), a text file posted as a photo, or a webcam client
-sending frames faster than the model can answer. `Limits` holds the numbers; the checks
-here raise `Rejected` with the HTTP status and a message that says what was wrong and what
-the limit is. `BodyLimit` caps request bodies (413) before anything parses them.
+sending frames faster than the model can answer, nor by many requests at once: sixteen
+39.9-megapixel PNGs fit in a 610 kB batch, and a few such requests decoded side by side
+would need gigabytes. So pixels are capped per image and per request from the headers,
+and decoding happens inside one `MemoryBudget` shared by every request and stream.
+`Limits` holds the numbers; the checks here raise `Rejected` with the HTTP status and a
+message that says what was wrong and what the limit is. `BodyLimit` caps request bodies
+(413) before anything parses them.
 """
 
 from __future__ import annotations
 
 import io
-import warnings
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
+from typing import BinaryIO
 
 import numpy as np
 from starlette.exceptions import HTTPException
 from starlette.responses import JSONResponse
+
+from ferkit.errors import FerkitError, ImageTooLarge
+from ferkit.images import MAX_PIXELS, decode_image, image_size
 
 MiB = 2**20
 
@@ -30,6 +40,9 @@ class Limits:
 
     max_upload_bytes: largest HTTP request body (one upload, or a whole batch) → 413.
     max_pixels: largest image (width × height read from the header, before decoding) → 413.
+    max_request_pixels: most pixels in all the images of one request together → 413.
+    decode_budget_bytes: memory for images being decoded or recognised at once, across
+        every request and stream (`image_cost`); requests beyond it wait their turn.
     max_batch: most files in one `/api/predict/batch` request.
     max_pending: HTTP requests allowed to wait for the model; more → 503 (retry later).
     max_fps: frames per second one websocket connection may have processed; faster
@@ -38,21 +51,36 @@ class Limits:
         so answers stay current instead of falling behind the camera.
     max_frame_bytes: largest websocket frame.
     max_streams: websocket connections served at once; more are closed with code 1013.
+    max_connections: open TCP connections; a new one past it closes the oldest connection
+        still sending its request headers, or is refused with 503 when there is none.
+    header_timeout: seconds a connection has to send a request's headers (slowloris).
+    body_timeout: seconds a request has to send its whole body once the headers are in.
     """
 
     max_upload_bytes: int = 20 * MiB
-    max_pixels: int = 40_000_000
+    max_pixels: int = MAX_PIXELS
+    max_request_pixels: int = MAX_PIXELS
+    decode_budget_bytes: int = 384 * MiB
     max_batch: int = 16
     max_pending: int = 32
     max_fps: float = 15.0
     queue_size: int = 2
     max_frame_bytes: int = 2 * MiB
     max_streams: int = 8
+    max_connections: int = 200
+    header_timeout: float = 10.0
+    body_timeout: float = 60.0
 
     def __post_init__(self) -> None:
         numbers = asdict(self)
         if any(value <= 0 for value in numbers.values()):
             raise ValueError(f"every limit must be > 0, got {numbers}")
+        largest = image_cost(1, self.max_request_pixels, self.max_upload_bytes)
+        if self.decode_budget_bytes < largest:
+            raise ValueError(
+                f"decode_budget_bytes={self.decode_budget_bytes:,} cannot hold one request of "
+                f"max_request_pixels and max_upload_bytes ({largest:,} bytes)"
+            )
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -78,37 +106,69 @@ def check_content_type(content_type: str | None, name: str) -> None:
         )
 
 
-def decode_image(data: bytes, name: str, limits: Limits) -> np.ndarray:
-    """Encoded image bytes → BGR uint8 array, after checking its size from the header.
+def image_cost(width: int, height: int, encoded_bytes: int) -> int:
+    """Bytes an image holds while the server works on it: the decoded BGR pixels and their
+    gray copy (4 per pixel) plus the encoded upload itself."""
+    return 4 * width * height + encoded_bytes
 
-    Pillow reads only the header to get width and height, so a decompression bomb is
-    refused (413) before a single pixel is decoded; OpenCV then decodes the pixels, as
-    `ferkit.infer.sources.read_image` does for files.
-    """
-    import cv2
-    from PIL import Image
 
-    if not data:
-        raise Rejected(422, f"{name}: the file is empty")
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(io.BytesIO(data)) as header:
-                width, height = header.size
-    except Image.DecompressionBombError as error:
-        raise Rejected(413, f"{name}: {error}") from error
-    except Exception as error:  # Pillow raises several unrelated types for non-images
-        raise Rejected(422, f"{name}: not a readable image ({type(error).__name__})") from error
-    if width * height > limits.max_pixels:
+class MemoryBudget:
+    """Bytes of images being decoded or recognised across every request and stream at
+    once (see `image_cost`). A request reserves its images' cost, read from their headers,
+    before any pixel is decoded and waits while the budget is spent, so memory stays
+    bounded however many requests arrive together; the pending limit bounds the wait."""
+
+    def __init__(self, total: int) -> None:
+        self.total = total
+        self.used = 0
+        self._ready = threading.Condition()
+
+    @contextmanager
+    def reserve(self, cost: int) -> Iterator[None]:
+        if cost > self.total:  # Limits makes this impossible for one admitted request
+            raise Rejected(413, f"request needs {cost:,} bytes, over the {self.total:,} budget")
+        with self._ready:
+            self._ready.wait_for(lambda: self.used + cost <= self.total)
+            self.used += cost
+        try:
+            yield
+        finally:
+            with self._ready:
+                self.used -= cost
+                self._ready.notify_all()
+
+
+def measure(files: list[tuple[BinaryIO, str]], limits: Limits) -> int:
+    """The memory cost of a request's images, from their headers; 413 when one image or
+    all of them together are over the pixel limits, 422 when one is not an image."""
+    cost = pixels = 0
+    for file, name in files:
+        width, height = _checked(image_size, file, name, limits.max_pixels)
+        pixels += width * height
+        cost += image_cost(width, height, file.seek(0, io.SEEK_END))
+        file.seek(0)
+    if pixels > limits.max_request_pixels:
         raise Rejected(
             413,
-            f"{name}: image is {width}×{height} = {width * height / 1e6:.1f} megapixels, "
-            f"more than the {limits.max_pixels / 1e6:.1f} megapixel limit",
+            f"{len(files)} images of {pixels / 1e6:.1f} megapixels in all, more than the "
+            f"{limits.max_request_pixels / 1e6:.1f} megapixel limit per request",
         )
-    image = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR)
-    if image is None:
-        raise Rejected(422, f"{name}: the image data is corrupt or in an unsupported format")
-    return image
+    return cost
+
+
+def decode(file: BinaryIO, name: str, limits: Limits) -> np.ndarray:
+    """BGR uint8 pixels of an upload `measure` has admitted (see `ferkit.images`)."""
+    return _checked(decode_image, file.read(), name, limits.max_pixels)
+
+
+def _checked(function, *args):
+    """Run an image check, turning its ferkit errors into HTTP refusals."""
+    try:
+        return function(*args)
+    except ImageTooLarge as error:
+        raise Rejected(413, str(error)) from None
+    except FerkitError as error:
+        raise Rejected(422, str(error)) from None
 
 
 class BodyLimit:

@@ -126,7 +126,7 @@ class StreamSession:
             seq, time_s, data = self.queue.popleft()
             began = time.perf_counter()
             try:
-                image, result = await self.engine.track(
+                (height, width), result = await self.engine.track(
                     data, f"frame {seq}", self.processed, time_s, self.tracker, self.smoother
                 )
             except Rejected as error:
@@ -138,7 +138,6 @@ class StreamSession:
                 await self._send(type="error", seq=seq, status=500, detail=detail)
                 continue
             self.processed += 1
-            height, width = image.shape[:2]
             await self._send(
                 type="result", seq=seq, index=result.index, time_s=round(time_s, 4),
                 width=width, height=height, faces=[f.to_dict() for f in result.faces],
@@ -160,7 +159,7 @@ class StreamSession:
                 window=int(request.get("window", current["window"])),
                 alpha=float(request.get("alpha", current["alpha"])),
             )
-        except (ValueError, TypeError, FerkitError) as error:
+        except (ValueError, TypeError, OverflowError, FerkitError) as error:
             await self._send(type="error", seq=None, status=422, detail=f"bad config: {error}")
             return
         self.smoother = TrackSmoother(config)

@@ -1,0 +1,97 @@
+"""uvicorn's h11 connection handler, with the request timeouts and connection cap it lacks.
+
+uvicorn closes idle keep-alive connections, but gives a client all the time it wants to
+send a request's headers and body: 300 clients each sending a header byte now and then
+(slowloris) hold 300 sockets and, under a 256-descriptor limit, lock every other client
+out. `guarded_protocol(limits)` makes a protocol class that gives each request
+`Limits.header_timeout` seconds for its headers and then `Limits.body_timeout` for its
+body (408 with a JSON reason, then the connection is closed), and keeps at most
+`Limits.max_connections` open: past it, a new connection closes the oldest one still
+waiting for request headers (an idle or stalled client), or is answered 503 when every
+connection is doing real work.
+"""
+
+from __future__ import annotations
+
+import json
+
+import h11
+from uvicorn.protocols.http.h11_impl import H11Protocol
+
+from ferkit.serve.limits import Limits
+
+_WAITING = (h11.IDLE, h11.SEND_BODY)  # the client still owes part of its request
+
+
+def guarded_protocol(limits: Limits) -> type[H11Protocol]:
+    """An H11Protocol subclass enforcing `limits` (pass it to uvicorn as `http=`)."""
+    return type("GuardedH11Protocol", (GuardedH11Protocol,), {"limits": limits})
+
+
+class GuardedH11Protocol(H11Protocol):
+    limits: Limits = Limits()
+
+    def connection_made(self, transport) -> None:  # noqa: ANN001 (asyncio's signature)
+        super().connection_made(transport)
+        self._opened = self.loop.time()
+        self._phase, self._deadline = "", None
+        self._arm("headers", self.limits.header_timeout)
+        if len(self.connections) > self.limits.max_connections and not self._make_room():
+            self._refuse(503, f"server busy: {self.limits.max_connections} connections open")
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        if self._phase == "headers" and self.conn.their_state is h11.SEND_BODY:
+            self._arm("body", self.limits.body_timeout)
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        if not self.transport.is_closing():
+            self._arm("headers", self.limits.header_timeout)  # the next request's
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._deadline is not None:
+            self._deadline.cancel()
+        super().connection_lost(exc)
+
+    def _arm(self, phase: str, seconds: float) -> None:
+        if self._deadline is not None:
+            self._deadline.cancel()
+        self._phase = phase
+        self._deadline = self.loop.call_later(seconds, self._expired, seconds)
+
+    def _expired(self, seconds: float) -> None:
+        self._deadline = None
+        if self._waiting():
+            self._refuse(408, f"request {self._phase} not received within {seconds:g} s")
+
+    def _waiting(self) -> bool:
+        """Whether this connection is still HTTP and waiting for the client's request."""
+        transport = self.transport
+        if transport.is_closing() or transport.get_protocol() is not self:
+            return False  # closed, or upgraded to a websocket
+        return self.conn.their_state in _WAITING
+
+    def _make_room(self) -> bool:
+        """Close the oldest connection waiting for its request headers; False if none."""
+        idle = [
+            other for other in self.connections
+            if isinstance(other, GuardedH11Protocol) and other is not self
+            and other._phase == "headers" and other._waiting()
+        ]  # fmt: skip
+        if not idle:
+            return False
+        oldest = min(idle, key=lambda other: other._opened)
+        oldest._refuse(503, "closed to make room for a new connection (too many open)")
+        return True
+
+    def _refuse(self, status: int, detail: str) -> None:
+        """Answer `status` with a JSON reason outside h11's bookkeeping, and close."""
+        body = json.dumps({"detail": detail}).encode()
+        reason = {408: b"Request Timeout", 503: b"Service Unavailable"}[status]
+        head = (
+            b"HTTP/1.1 %d %s\r\ncontent-type: application/json\r\n"
+            b"content-length: %d\r\nconnection: close\r\n\r\n" % (status, reason, len(body))
+        )
+        self.transport.write(head + body)
+        self.transport.close()

@@ -1,0 +1,225 @@
+"""The server under hostile load: per-request pixel limits and the shared memory budget,
+Origin and Host checks, request timeouts and the connection cap, hostile stream configs.
+Memory is checked with tracemalloc bounds; timeouts are set short and waited for with wide
+margins, so nothing here depends on the machine's speed."""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import tracemalloc
+
+import cv2
+import numpy as np
+import pytest
+
+pytest.importorskip("fastapi")
+pytest.importorskip("multipart")
+from fastapi.testclient import TestClient  # noqa: E402
+from starlette.testclient import WebSocketDenialResponse  # noqa: E402
+
+from ferkit.serve.app import create_app  # noqa: E402
+from ferkit.serve.guard import OriginGuard  # noqa: E402
+from ferkit.serve.limits import Limits, MemoryBudget, image_cost  # noqa: E402
+from test_serve_api import PHOTO, client_for, png_header, tiny_model, upload  # noqa: E402
+
+
+def blank_png(width: int, height: int) -> bytes:
+    """A real PNG of width × height black pixels: a few kB that decode to megabytes."""
+    return cv2.imencode(".png", np.zeros((height, width), np.uint8))[1].tobytes()
+
+
+# ------------------------------------------------------------------ pixel and memory budgets
+def test_batch_over_the_request_pixel_limit_is_refused_before_decoding():
+    with client_for(max_pixels=2_000_000, max_request_pixels=3_000_000) as c:
+        files = [("files", (f"{i}.png", png_header(1500, 1000), "image/png")) for i in range(3)]
+        response = c.post("/api/predict/batch", files=files)
+    assert response.status_code == 413, response.text
+    assert response.json()["detail"] == (
+        "3 images of 4.5 megapixels in all, more than the 3.0 megapixel limit per request"
+    )
+
+
+def test_concurrent_requests_decode_within_the_memory_budget():
+    """Four requests of three 4-megapixel PNGs (48 MB decoded each) at once: with a budget
+    of one request, decoded images never add up to two requests' worth."""
+    image = blank_png(2000, 2000)
+    one_request = 3 * image_cost(2000, 2000, len(image))
+    limits = Limits(max_upload_bytes=300_000, max_pixels=4_000_000, max_request_pixels=12_000_000,
+                    decode_budget_bytes=image_cost(1, 12_000_000, 300_000))  # fmt: skip
+    files = [("files", (f"{i}.png", image, "image/png")) for i in range(3)]
+    with TestClient(create_app(tiny_model(), limits=limits)) as c:
+        c.post("/api/predict/batch", files=files[:1])  # warm up outside the measurement
+        statuses = []
+        tracemalloc.start()
+        try:
+            threads = [
+                threading.Thread(
+                    target=lambda: statuses.append(
+                        c.post("/api/predict/batch", files=files).status_code
+                    )
+                )
+                for _ in range(4)
+            ]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+    assert statuses == [200] * 4
+    assert 3 * 2000 * 2000 * 3 < peak < 2 * one_request  # one request's images, never two
+
+
+def test_memory_budget_makes_requests_wait_their_turn():
+    budget = MemoryBudget(100)
+    entered = threading.Event()
+
+    def second():
+        with budget.reserve(60):
+            entered.set()
+
+    with budget.reserve(60):
+        thread = threading.Thread(target=second)
+        thread.start()
+        assert not entered.wait(0.2)  # waiting while the first holds the budget
+    thread.join(timeout=30)
+    assert entered.is_set() and budget.used == 0
+
+
+def test_limits_must_leave_room_for_one_whole_request():
+    with pytest.raises(ValueError, match="cannot hold one request"):
+        Limits(decode_budget_bytes=1_000_000)
+
+
+def test_stream_frame_over_the_pixel_limit_is_an_error_not_a_crash():
+    with client_for(max_pixels=1_000_000) as c, c.websocket_connect("/api/stream") as ws:
+        ws.receive_json()
+        ws.send_bytes(png_header(60_000, 60_000))
+        error = ws.receive_json()
+        assert (error["type"], error["status"]) == ("error", 413) and "frame 1" in error["detail"]
+        ws.send_bytes(PHOTO)
+        assert ws.receive_json()["type"] == "result"
+
+
+# ------------------------------------------------------------------ origins and hosts
+def test_other_sites_pages_may_not_post_or_stream():
+    evil = {"Origin": "http://evil.example"}
+    with client_for() as c:
+        response = c.post("/api/predict", files={"file": ("a.jpg", PHOTO, "image/jpeg")},
+                          headers=evil)  # fmt: skip
+        assert response.status_code == 403
+        assert "--cors http://evil.example" in response.json()["detail"]
+        assert c.get("/api/health", headers=evil).status_code == 200  # reading is harmless
+        same = {"Origin": "http://testserver"}
+        assert upload(c, PHOTO).status_code == 200  # no Origin: not a browser page
+        response = c.post("/api/predict", files={"file": ("a.jpg", PHOTO, "image/jpeg")},
+                          headers=same)  # fmt: skip
+        assert response.status_code == 200
+        with pytest.raises(WebSocketDenialResponse) as denied:
+            with c.websocket_connect("/api/stream", headers=evil):
+                pass
+        assert denied.value.status_code == 403
+        assert "evil.example" in json.loads(denied.value.content)["detail"]
+    app = create_app(tiny_model(), cors_origins=["http://evil.example"])
+    with TestClient(app) as c, c.websocket_connect("/api/stream", headers=evil) as ws:
+        assert ws.receive_json()["type"] == "hello"
+
+
+@pytest.mark.parametrize(
+    ("host", "refused"),
+    [("127.0.0.1:8000", False), ("localhost:8000", False), ("[::1]:8000", False),
+     ("evil.example:8000", True), ("", True)],
+)  # fmt: skip
+def test_loopback_server_refuses_foreign_host_names(host, refused):
+    """DNS rebinding: evil.example resolving to 127.0.0.1 looks same-origin to the browser."""
+    scope = {"type": "http", "method": "GET", "server": ("127.0.0.1", 8000),
+             "headers": [(b"host", host.encode())]}  # fmt: skip
+    problem = OriginGuard(None).problem(scope)
+    assert (problem is not None) == refused
+    if refused:
+        assert "rebinding" in problem
+
+
+# ------------------------------------------------------------------ a real server's sockets
+@pytest.fixture
+def live_server():
+    """`ferkit serve`'s uvicorn setup on a free loopback port, with short timeouts."""
+    uvicorn = pytest.importorskip("uvicorn")
+    from ferkit.serve.protocol import guarded_protocol
+
+    limits = Limits(header_timeout=0.5, body_timeout=1.0, max_connections=4)
+    app = create_app(tiny_model(), limits=limits)
+    config = uvicorn.Config(app, http=guarded_protocol(limits), log_level="warning")
+    server = uvicorn.Server(config)
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    for _ in range(600):
+        if server.started:
+            break
+        threading.Event().wait(0.05)
+    yield sock.getsockname()
+    server.should_exit = True
+    thread.join(timeout=30)
+
+
+def answer(connection: socket.socket) -> tuple[int, dict]:
+    """The status and JSON body of the next response on `connection`."""
+    connection.settimeout(30)
+    data = b""
+    while b"\r\n\r\n" not in data:
+        data += connection.recv(65536) or b"\r\n\r\n"
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = int(next(line.split(b":")[1] for line in head.lower().split(b"\r\n")
+                      if line.startswith(b"content-length")))  # fmt: skip
+    while len(body) < length:
+        body += connection.recv(65536)
+    return int(head.split()[1]), json.loads(body)
+
+
+def test_stalled_headers_and_bodies_time_out_with_408(live_server):
+    with socket.create_connection(live_server) as slow_headers:
+        slow_headers.sendall(b"GET /api/health HTTP/1.1\r\nHost: 127.0.0.1\r\nX-a: ")
+        status, body = answer(slow_headers)
+    assert status == 408 and body["detail"] == "request headers not received within 0.5 s"
+    with socket.create_connection(live_server) as slow_body:
+        slow_body.sendall(b"POST /api/predict HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                          b"Content-Type: multipart/form-data; boundary=x\r\n"
+                          b"Content-Length: 1000\r\n\r\n--x\r\n")  # fmt: skip
+        status, body = answer(slow_body)
+    assert status == 408 and body["detail"] == "request body not received within 1 s"
+
+
+def test_connection_cap_closes_idle_connections_for_new_ones(live_server):
+    idle = [socket.create_connection(live_server) for _ in range(4)]
+    try:
+        idle[0].sendall(b"GET /api/health HTTP/1.1\r\n")  # the oldest, stalled mid-headers
+        with socket.create_connection(live_server) as fresh:
+            fresh.sendall(b"GET /api/health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+            status, body = answer(fresh)
+        assert status == 200 and body["status"] == "ok"
+        status, body = answer(idle[0])
+        assert status == 503 and "make room" in body["detail"]
+    finally:
+        for connection in idle:
+            connection.close()
+
+
+# ------------------------------------------------------------------ hostile stream configs
+@pytest.mark.parametrize(
+    ("text", "words"),
+    [('{"window": 1e400}', "bad config"), ('{"window": 1e30}', "1..1000"),
+     ('{"window": 1000000000000000000000000000000}', "1..1000"), ('{"alpha": NaN}', "alpha")],
+)  # fmt: skip
+def test_hostile_stream_configs_are_refused_and_the_stream_goes_on(text, words):
+    with client_for() as c, c.websocket_connect("/api/stream") as ws:
+        ws.receive_json()
+        ws.send_text(text)
+        message = ws.receive_json()
+        assert message["type"] == "error" and words in message["detail"], message
+        ws.send_bytes(PHOTO)
+        assert ws.receive_json()["type"] == "result"
