@@ -7,6 +7,7 @@ import os
 import numpy as np
 import pytest
 
+from ferkit.data.ferplus import locate_ferplus
 from ferkit.data.sources import locate_fer2013
 
 # `amp: auto` picks bf16 only on CPUs with native bf16 (AMX, AVX-512 BF16), and bf16 changes
@@ -39,4 +40,13 @@ def fer2013_archive():
     path = locate_fer2013()
     if not path.exists():
         pytest.skip(f"FER-2013 archive not found at {path} (set FERKIT_FER2013 to its path)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def ferplus_votes():
+    """Path of the real FER+ kaggle_votes.csv (fer2013new.csv beside it); skips where absent."""
+    path = locate_ferplus()
+    if not path.exists():
+        pytest.skip(f"FER+ votes not found at {path} (set FERKIT_FERPLUS to kaggle_votes.csv)")
     return path

@@ -63,6 +63,13 @@ def data_prepare(
     near_duplicates: Annotated[
         bool, typer.Option(help="report near-duplicates by perceptual hash")
     ] = True,
+    ferplus: Annotated[
+        Path | None,
+        typer.Option(
+            help="FER+ votes to store beside the labels: kaggle_votes.csv (joined by file), "
+            "or fer2013new.csv when SOURCE is the original fer2013.csv (joined by row)"
+        ),
+    ] = None,
 ) -> None:
     """Validate, clean and store a FER-2013 source as one HDF5 file."""
     from ferkit.data import CleanOptions, prepare
@@ -84,6 +91,7 @@ def data_prepare(
         seed=seed,
         class_map=parse_class_map(class_map or []),
         clean=options,
+        ferplus=ferplus,
         progress=True,
     )
     typer.echo(result.summary())
@@ -95,7 +103,8 @@ def data_inspect(
     plot: Annotated[bool, typer.Option(help="write class-distribution and sample plots")] = False,
     out: Annotated[Path | None, typer.Option(help="folder for the plots (default: beside)")] = None,
 ) -> None:
-    """Class distribution per split, normalisation statistics and the cleaning summary."""
+    """Class distribution per split, normalisation statistics and the cleaning summary; with
+    FER+ votes, their agreement with the labels and the images FER+ calls not-a-face."""
     from rich.console import Console
 
     from ferkit.data import inspect_table, open_store
@@ -111,6 +120,18 @@ def data_inspect(
             chart = plot_class_distribution(opened.counts(), folder / f"{stem}_classes.png")
             grid = plot_sample_grid(opened, folder / f"{stem}_samples.png")
             typer.echo(f"wrote {chart}\nwrote {grid}")
+            if opened.has_ferplus:
+                from ferkit.data.inspect import ferplus_agreement
+                from ferkit.data.targets import MAJORITY_NAMES
+                from ferkit.evaluate.plots import plot_confusion
+
+                plot = plot_confusion(
+                    sum(ferplus_agreement(opened).values()), opened.class_names,
+                    folder / f"{stem}_ferplus_agreement.png", normalize=True,
+                    title="FER-2013 label × FER+ majority", columns=MAJORITY_NAMES,
+                    axes=("FER-2013 label", "FER+ majority"),
+                )  # fmt: skip
+                typer.echo(f"wrote {plot}")
 
 
 # ---------------------------------------------------------------- models

@@ -13,6 +13,10 @@ from ferkit.errors import DataError
 
 EMOTIONS: tuple[str, ...] = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
 NUM_CLASSES = len(EMOTIONS)
+# FER+ (Barsoum et al. 2016) adds contempt. It goes last, so a 7-class model's indices are
+# the first seven of an 8-class model's and the two compare on the shared classes directly.
+FERPLUS_EMOTIONS: tuple[str, ...] = (*EMOTIONS, "contempt")
+CLASS_SETS: dict[str, tuple[str, ...]] = {"fer7": EMOTIONS, "ferplus8": FERPLUS_EMOTIONS}
 
 # Common spellings in other datasets and folder layouts (AffectNet, CK+, RAF-DB, JAFFE, ...).
 SYNONYMS: dict[str, str] = {

@@ -2,7 +2,8 @@
 
 It streams the source once (no unpacking to disk), holding only the decoded 48×48 images
 in memory, then runs the whole-dataset checks, assigns a val split where the source has
-none, and writes the store and `<store>.clean_report.json` beside it.
+none, joins the FER+ votes when a votes file is given (read first, so a bad one fails
+before the long read), and writes the store and `<store>.clean_report.json` beside it.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from ferkit.data.clean import Cleaner, CleanOptions
+from ferkit.data.ferplus import join_votes, read_votes
 from ferkit.data.sources import SourceReader
 from ferkit.data.store import SPLITS, write_store
 from ferkit.errors import DataError
@@ -44,8 +46,20 @@ class PrepareResult:
             f"read {s['read']:,} images; removed: {removed}; converted {s['converted']}",
             f"cross-split duplicates (leaks) found: {s['leaks_found']}; near-duplicate pairs: "
             f"{s['near_duplicate_pairs']} ({s['near_duplicate_pairs_cross_split']} across splits)",
+            *self._ferplus_lines(),
             f"report: {self.report_path}",
         ])  # fmt: skip
+
+    def _ferplus_lines(self) -> list[str]:
+        info = self.report.get("ferplus")
+        if not info:
+            return []
+        matched = ", ".join(f"{k} {v:,}" for k, v in info["matched"].items())
+        unmatched = sum(info["unmatched"].values())
+        return [
+            f"FER+ votes ({info['file']}, joined by {info['join']}): {matched}; "
+            f"{unmatched:,} image(s) without votes kept and flagged"
+        ]
 
 
 def report_path_for(store: Path) -> Path:
@@ -62,18 +76,26 @@ def prepare(
     seed: int = 0,
     class_map: Mapping[str, str] | None = None,
     clean: CleanOptions | None = None,
+    ferplus: str | Path | None = None,
     progress: bool = False,
 ) -> PrepareResult:
-    """Read, clean and store `source` (csv | image folder | .tar.gz/.zip) as `out` (HDF5)."""
+    """Read, clean and store `source` (csv | image folder | .tar.gz/.zip) as `out` (HDF5).
+
+    ferplus: a FER+ votes file (kaggle_votes.csv, or fer2013new.csv for the original
+    fer2013.csv) whose votes are stored beside the labels (`ferkit.data.ferplus`)."""
     start = time.perf_counter()
     out = Path(out)
     if out.exists() and not force:
         raise DataError(f"{out} already exists; pass --force (force=True) to overwrite it")
     if not 0.0 <= val_fraction < 1.0:
         raise DataError(f"val_fraction must lie in [0, 1), got {val_fraction}")
+    votes = read_votes(ferplus) if ferplus is not None else None
     reader = SourceReader(source, class_map)
     cleaner = Cleaner(clean)
+    read_ids, read_splits = [], []
     for item in _with_progress(reader, progress):
+        read_ids.append(item.source_id)
+        read_splits.append(item.split)
         cleaner.add(item)
     if cleaner.read == 0:
         raise DataError(f"{source}: no images found (empty source)")
@@ -84,6 +106,12 @@ def prepare(
     report = cleaned.report
     report["source"] = {"path": str(source), "sha256": reader.sha256, "kind": reader.kind}
     report["findings"]["skipped_files"] = reader.skipped
+    joined = None
+    if votes is not None:
+        joined = join_votes(
+            votes, read_ids, read_splits, cleaned.source_ids, splits, source=reader.path
+        )
+        report["ferplus"] = joined.info
     write_store(
         out,
         cleaned.images,
@@ -93,6 +121,7 @@ def prepare(
         source=str(source),
         source_sha256=reader.sha256,
         clean_report=report,
+        ferplus=joined,
         force=force,
     )
     report_path = report_path_for(out)

@@ -7,8 +7,13 @@ Schema (format version 1):
     split      (N,) uint8: 0 train, 1 val (PublicTest), 2 test (PrivateTest)
     source_id  (N,) utf-8 strings: where each row came from (file path or csv row)
     clean_report  scalar utf-8 JSON: every removed item with its reason
+    ferplus_votes    optional (N, 10) uint8 FER+ votes, `ferkit.data.ferplus.VOTE_COLUMNS`
+                     order (neutral, happiness, surprise, sadness, anger, disgust, fear,
+                     contempt, unknown, not-a-face); zeros where the image has no votes
+    ferplus_matched  optional (N,) bool: the image has votes (the unmatched are kept)
     attrs: format_version, ferkit_version, class_names, split_ranges, counts, mean, std
-           (train pixels in [0, 1]), source, source_sha256, clean_summary (JSON)
+           (train pixels in [0, 1]), source, source_sha256, clean_summary (JSON),
+           ferplus (JSON: votes file, sha256, join, matched/unmatched per split; with votes)
 
 Images are stored uncompressed in large chunks: at 83 MB for all of FER-2013, reading raw
 bytes is faster than any decompressor. Writes go to a temporary file that is renamed into
@@ -18,6 +23,7 @@ place, so a crash never leaves a half-written store.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -46,6 +52,15 @@ def split_index(split: str | int) -> int:
     return SPLIT_ALIASES[key]
 
 
+@dataclass
+class FerPlusVotes:
+    """The optional FER+ datasets of a store, row-aligned with the images given to it."""
+
+    votes: np.ndarray  # (N, 10) uint8
+    matched: np.ndarray  # (N,) bool
+    info: dict
+
+
 def write_store(
     path: str | Path,
     images: np.ndarray,
@@ -57,6 +72,7 @@ def write_store(
     source: str = "",
     source_sha256: str = "",
     clean_report: dict | None = None,
+    ferplus: FerPlusVotes | None = None,
     force: bool = False,
 ) -> Path:
     """Write a store atomically; rows are reordered so each split is contiguous."""
@@ -82,6 +98,14 @@ def write_store(
     order = np.argsort(splits, kind="stable")
     images, labels, splits = images[order], labels[order], splits[order]
     source_ids = [source_ids[i] for i in order]
+    if ferplus is not None:
+        if ferplus.votes.shape != (n, 10) or ferplus.matched.shape != (n,):
+            raise DataError(f"FER+ votes {ferplus.votes.shape} do not fit {n} images")
+        ferplus = FerPlusVotes(
+            np.asarray(ferplus.votes, np.uint8)[order],
+            np.asarray(ferplus.matched, bool)[order],
+            ferplus.info,
+        )
     bounds = np.searchsorted(splits, np.arange(len(SPLITS) + 1))
     split_ranges = {name: [int(bounds[i]), int(bounds[i + 1])] for i, name in enumerate(SPLITS)}
     counts = {
@@ -108,6 +132,10 @@ def write_store(
             f.create_dataset(
                 "clean_report", data=json.dumps(report), dtype=h5py.string_dtype("utf-8")
             )
+            if ferplus is not None:
+                f.create_dataset("ferplus_votes", data=ferplus.votes)
+                f.create_dataset("ferplus_matched", data=ferplus.matched)
+                f.attrs["ferplus"] = json.dumps(ferplus.info)
             f.attrs.update(
                 format_version=FORMAT_VERSION,
                 ferkit_version=__version__,
@@ -187,6 +215,24 @@ class Store:
 
     def clean_report(self) -> dict:
         return json.loads(self._file["clean_report"][()])
+
+    @property
+    def has_ferplus(self) -> bool:
+        return "ferplus_votes" in self._file
+
+    def ferplus_info(self) -> dict:
+        """Where the FER+ votes came from and how many images they matched ({} without)."""
+        return json.loads(self._file.attrs.get("ferplus", "{}"))
+
+    def ferplus_votes(self, split: str | int) -> tuple[np.ndarray, np.ndarray]:
+        """(votes (N, 10) uint8, matched (N,) bool) of one split; a DataError without votes."""
+        if not self.has_ferplus:
+            raise DataError(
+                f"{self.path}: no FER+ votes in this store; prepare it with "
+                "`ferkit data prepare SOURCE --ferplus kaggle_votes.csv`"
+            )
+        rows = self._range(split)
+        return self._file["ferplus_votes"][rows], self._file["ferplus_matched"][rows]
 
     def preprocessing(self) -> Preprocessing:
         """The normalisation a model trained on this store should use."""

@@ -71,27 +71,37 @@ def plot_sample_grid(store, path: Path, per_class: int = 8, split: str = "train"
 
 
 def plot_confusion(
-    confusion, class_names, path: Path, normalize: bool = False, title: str = ""
+    confusion,
+    class_names,
+    path: Path,
+    normalize: bool = False,
+    title: str = "",
+    columns=None,
+    axes: tuple[str, str] = ("true", "predicted"),
 ) -> Path:
-    """Confusion matrix heatmap: counts, or shares of each true class (rows sum to 1)."""
+    """Confusion matrix heatmap: counts, or shares of each true class (rows sum to 1).
+
+    `columns` names the columns where they differ from the rows (e.g. FER-2013 labels ×
+    FER+ majority, with unknown and not-a-face); `axes` labels the rows and the columns."""
     plt = _pyplot()
     matrix = np.asarray(confusion, dtype=np.float64)
     if normalize:
         matrix = matrix / np.clip(matrix.sum(axis=1, keepdims=True), 1, None)
-    k = len(class_names)
-    fig, ax = plt.subplots(figsize=(1.0 * k + 2, 1.0 * k + 1))
+    columns = class_names if columns is None else columns
+    k, m = len(class_names), len(columns)
+    fig, ax = plt.subplots(figsize=(1.0 * m + 2, 1.0 * k + 1))
     image = ax.imshow(matrix, cmap="Blues", vmin=0, vmax=1 if normalize else None)
     fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
     peak = matrix.max() or 1
     for i in range(k):
-        for j in range(k):
+        for j in range(m):
             text = f"{matrix[i, j]:.2f}" if normalize else f"{int(matrix[i, j])}"
             color = "white" if matrix[i, j] > 0.6 * peak else "black"
             ax.text(j, i, text, ha="center", va="center", fontsize=8, color=color)
-    ax.set_xticks(range(k), class_names, rotation=45, ha="right")
+    ax.set_xticks(range(m), columns, rotation=45, ha="right")
     ax.set_yticks(range(k), class_names)
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("true")
+    ax.set_xlabel(axes[1])
+    ax.set_ylabel(axes[0])
     kind = "row-normalised (recall on the diagonal)" if normalize else "counts"
     ax.set_title(f"{title} confusion matrix, {kind}".strip(), fontsize=9)
     return _save(fig, path)
