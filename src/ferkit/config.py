@@ -44,6 +44,15 @@ class DataConfig:
     # standardize: (pixel/255 - mean) / std with the store's statistics; unit: pixel/255 in
     # [0, 1] (Keras `rescale=1/255`). Recorded in the checkpoint, so inference follows it.
     scale: str = _choice("standardize", "unit")
+    # training targets (ferkit.data.targets): fer2013 = the store's labels; ferplus_majority
+    # = FER+ majority labels (unknown/not-a-face left out); ferplus_votes = cross-entropy to
+    # the FER+ vote distribution; blend = (1 - label_blend)·FER-2013 + label_blend·votes
+    labels: str = _choice("fer2013", "ferplus_majority", "ferplus_votes", "blend")
+    label_blend: float = 0.5
+    classes: str = _choice("fer7", "ferplus8")  # ferplus8 adds contempt (needs FER+ labels)
+    # labels val is scored with (best checkpoint, early stopping); auto: FER+ majority when
+    # the targets come from FER+, else FER-2013
+    val_labels: str = _choice("auto", "fer2013", "ferplus")
 
 
 @dataclass

@@ -24,17 +24,24 @@ from ferkit.preprocess import Preprocessing, normalize
 
 @dataclass
 class DeviceSplit:
-    """One split of a store on a device: uint8 images (N, H, W) and int64 labels (N,)."""
+    """One split of a store on a device: uint8 images (N, H, W) and int64 labels (N,).
+
+    `targets` (N, C) float32, when set, are per-image probability vectors (FER+ votes, a
+    blend, a teacher's predictions) that batches yield instead of the labels."""
 
     images: torch.Tensor
     labels: torch.Tensor
     class_names: tuple[str, ...]
     preprocessing: Preprocessing
+    targets: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return len(self.labels)
 
     def class_counts(self) -> torch.Tensor:
+        """Images per class; the summed probabilities where the targets are soft."""
+        if self.targets is not None:
+            return self.targets.sum(dim=0)
         return torch.bincount(self.labels, minlength=len(self.class_names))
 
 
@@ -74,29 +81,44 @@ def load_split(
     *,
     subset: int = 0,
     seed: int = 0,
+    labels: str = "fer2013",
+    classes: str = "fer7",
+    blend: float = 0.5,
 ) -> DeviceSplit:
-    """Read one split of a store onto `device` as uint8 (optionally a stratified subset)."""
+    """Read one split of a store onto `device` as uint8 (optionally a stratified subset),
+    with the targets of a `data.labels` mode and `data.classes` set (`ferkit.data.targets`);
+    rows a mode leaves out (e.g. FER+ unknown) are not loaded."""
     from ferkit.data.store import open_store
+    from ferkit.data.targets import make_targets
 
     with open_store(store_path) as store:
-        images, labels = store.split_arrays(split)
-        class_names = store.class_names
+        images, fer_labels = store.split_arrays(split)
+        votes = store.ferplus_votes(split)[0] if labels != "fer2013" else None
         prep = store.preprocessing()
-    if len(labels) == 0:
+        names = store.class_names
+    if len(fer_labels) == 0:
         raise DataError(f"{store_path}: split {split!r} is empty")
+    targets = make_targets(fer_labels, votes, labels, classes, blend, names)
+    images, probs = images[targets.keep], targets.probs
+    if len(images) == 0:
+        raise DataError(f"{store_path}: no image of split {split!r} has a {labels} label")
+    hard = targets.labels
     if subset > 0:
-        keep = stratified_subset(labels, subset, seed)
-        images, labels = images[keep], labels[keep]
+        keep = stratified_subset(hard, subset, seed)
+        images, hard = images[keep], hard[keep]
+        probs = probs[keep] if probs is not None else None
     return DeviceSplit(
         images=torch.from_numpy(np.ascontiguousarray(images)).to(device),
-        labels=torch.from_numpy(labels.astype(np.int64)).to(device),
-        class_names=class_names,
+        labels=torch.from_numpy(hard).to(device),
+        class_names=targets.class_names,
         preprocessing=prep,
+        targets=torch.from_numpy(probs).to(device) if probs is not None else None,
     )
 
 
 class BatchIterator:
-    """Normalised (x (B, 1, H, W) float32, y (B,) int64) batches of a `DeviceSplit`.
+    """Normalised (x (B, 1, H, W) float32, y) batches of a `DeviceSplit`: y is (B,) int64
+    labels, or (B, C) float32 probabilities where the split has soft targets.
 
     shuffle=True draws a new permutation per epoch (`set_epoch`) from `seed + epoch`;
     drop_last drops the incomplete last batch (training, so BatchNorm never sees a
@@ -157,4 +179,5 @@ class BatchIterator:
         for b in range(len(self)):
             idx = order[b * self.batch_size : (b + 1) * self.batch_size]
             x = normalize(self.split.images.index_select(0, idx), prep)
-            yield x, self.split.labels.index_select(0, idx)
+            y = self.split.targets if self.split.targets is not None else self.split.labels
+            yield x, y.index_select(0, idx)

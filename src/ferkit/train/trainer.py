@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from ferkit.config import TrainConfig, save_config
 from ferkit.data.augment import Augmenter
 from ferkit.data.loader import BatchIterator, load_split
+from ferkit.data.targets import selection_labels
 from ferkit.errors import ConfigError
 from ferkit.models.checkpoint import load_checkpoint, save_checkpoint
 from ferkit.models.registry import create_model
@@ -180,6 +181,11 @@ def evaluate(
     return loss_sum / max(count, 1), correct / max(count, 1)
 
 
+def _hard(target: torch.Tensor) -> torch.Tensor:
+    """Class indices of a target batch: indices as they are, probabilities' top class."""
+    return target.argmax(1) if target.is_floating_point() else target
+
+
 def _autocast(device: torch.device, dtype):
     if dtype is None:
         return nullcontext()
@@ -224,10 +230,15 @@ class _Run:
             )
         device = ctx.device
         _seed_everything(cfg.seed)
+        targets = {"classes": cfg.data.classes, "blend": cfg.data.label_blend}
         self.train_split = load_split(
-            cfg.data.path, cfg.data.train_split, device, subset=cfg.data.subset, seed=cfg.seed
+            cfg.data.path, cfg.data.train_split, device, subset=cfg.data.subset, seed=cfg.seed,
+            labels=cfg.data.labels, **targets,
+        )  # fmt: skip
+        val_labels = selection_labels(cfg.data.labels, cfg.data.val_labels)
+        val_split = load_split(
+            cfg.data.path, cfg.data.val_split, device, labels=val_labels, **targets
         )
-        val_split = load_split(cfg.data.path, cfg.data.val_split, device)
         if cfg.data.scale == "unit":  # pixels / 255: mean 0, std 1 in `normalize`
             unit = replace(self.train_split.preprocessing, mean=0.0, std=1.0)
             self.train_split.preprocessing = val_split.preprocessing = unit
@@ -392,7 +403,7 @@ class _Run:
                 self.ema.update(self.model)
             with torch.no_grad():
                 pred = logits.argmax(1)
-                hits = lam * (pred == y_a).sum() + (1 - lam) * (pred == y_b).sum()
+                hits = lam * (pred == _hard(y_a)).sum() + (1 - lam) * (pred == _hard(y_b)).sum()
                 loss_sum += loss.detach().double() * len(y)
                 correct += hits.double()
             seen += len(y)
@@ -412,6 +423,8 @@ class _Run:
         return total_loss / max(total_seen, 1), total_correct / max(total_seen, 1), rate
 
     def _loss(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """Cross-entropy to class indices (B,) or to per-image probability vectors (B, C):
+        the soft path of FER+ vote targets, blends and teacher (distillation) targets."""
         return F.cross_entropy(
             logits, target, weight=self.loss_weights, label_smoothing=self.cfg.label_smoothing
         )
