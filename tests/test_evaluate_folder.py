@@ -8,8 +8,23 @@ import pytest
 
 from ferkit.errors import DataError
 from ferkit.evaluate.folder import load_labelled_folder, map_class_folders
+from ferkit.infer.recognizer import Recognizer
 from ferkit.labels import EMOTIONS
 from ferkit.preprocess import Preprocessing
+
+
+class _Uniform:
+    """A classifier stub: folder loading only needs the pipeline's detection and crops."""
+
+    class_names = EMOTIONS
+    preprocessing = Preprocessing()
+
+    def predict_proba(self, faces):
+        return np.full((len(faces), len(EMOTIONS)), 1 / len(EMOTIONS), np.float32)
+
+
+def pipeline(detector: str) -> Recognizer:
+    return Recognizer(_Uniform(), detector=detector, tracking=False)
 
 
 @pytest.fixture
@@ -32,7 +47,7 @@ def folder(tmp_path, faces):
 
 
 def test_synonyms_any_size_and_unreadable_files(folder):
-    data = load_labelled_folder(folder, EMOTIONS, Preprocessing(), detector=None)
+    data = load_labelled_folder(folder, EMOTIONS, pipeline("none"))
     assert data.faces.shape == (4, 48, 48) and data.faces.dtype == np.uint8
     assert sorted(EMOTIONS[k] for k in data.labels) == ["angry", "angry", "happy", "sad"]
     assert data.folders == {"Happiness": "happy", "anger": "angry", "sadness": "sad"}
@@ -45,11 +60,25 @@ def test_synonyms_any_size_and_unreadable_files(folder):
 
 
 def test_images_without_a_detected_face_are_classified_whole_and_listed(folder):
-    data = load_labelled_folder(folder, EMOTIONS, Preprocessing(), detector="haar")
+    data = load_labelled_folder(folder, EMOTIONS, pipeline("haar"))
     # synthetic patterns hold no face: every image is used whole and named
     assert len(data.labels) == 4
     assert sorted(data.no_face) == sorted(data.paths)
     assert data.detector == "haar"
+    assert data.face_counts().startswith("haar: a face in 0 of 4 images; no face in 4 (100%)")
+    # the crops are the pipeline's: equalised by default, as `ferkit predict` crops them
+    assert data.describe()["preprocessing"]["equalize"] is True
+
+
+def test_folder_crops_are_the_recognizers_crops(folder):
+    """evaluate --folder and predict cut the same pixels: same detector, alignment and
+    equalisation, because the folder is read through the Recognizer itself."""
+    from ferkit.infer.sources import read_image
+
+    rec = pipeline("none")
+    data = load_labelled_folder(folder, EMOTIONS, rec)
+    image = read_image(folder / data.paths[0])
+    assert np.array_equal(data.faces[0], rec.crop(image, rec.detect(image)[0]))
 
 
 def test_unknown_class_folder_lists_the_expected_names(folder):
@@ -68,4 +97,4 @@ def test_a_folder_without_class_folders_or_images_fails_clearly(tmp_path):
     (tmp_path / "happy").mkdir()
     (tmp_path / "happy" / "x.jpg").write_bytes(b"junk")
     with pytest.raises(DataError, match="no readable images"):
-        load_labelled_folder(tmp_path, EMOTIONS, Preprocessing(), detector=None)
+        load_labelled_folder(tmp_path, EMOTIONS, pipeline("none"))

@@ -60,6 +60,28 @@ def moving_face_video(tmp_path_factory):
     return path
 
 
+@pytest.fixture(scope="module")
+def cut_video(tmp_path_factory):
+    """A 320×240 clip, 20 frames at 10 fps: the astronaut's head before a hard cut at frame
+    10 to another shot (another room, the head mirrored) with a face at the same place."""
+    path = tmp_path_factory.mktemp("video") / "cut.mp4"
+    head = cv2.resize(read_image(sample_image())[20:200, 90:270], (110, 110))
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 10.0, (320, 240))
+    for i in range(20):
+        if i < 10:
+            frame = np.full((240, 320, 3), (90, 120, 150), np.uint8)
+            frame[:, 200:] = (200, 210, 220)
+            face = head
+        else:
+            frame = np.full((240, 320, 3), (40, 40, 40), np.uint8)
+            frame[120:] = (230, 200, 120)
+            face = head[:, ::-1]
+        frame[60:170, 100:210] = face
+        writer.write(frame)
+    writer.release()
+    return path
+
+
 def test_predict_photo(model):
     faces = Recognizer(model).predict(sample_image())
     assert len(faces) == 1
@@ -127,6 +149,39 @@ def test_a_detection_the_second_look_misses_waits_for_a_second_frame(model, movi
 
     results = list(Recognizer(model, detector=WholeFrameOnly()).stream(moving_face_video))
     assert [len(r.faces) for r in results[:3]] == [0, 1, 1]
+
+
+def test_a_scene_cut_ends_the_track_and_the_next_shot_starts_a_new_one(model, cut_video):
+    results = list(Recognizer(model).stream(cut_video))
+    ids = [[f.track_id for f in r.faces] for r in results]
+    before = {i for frame in ids[:10] for i in frame}
+    after = {i for frame in ids[10:] for i in frame}
+    assert before == {1} and after == {2}  # counted without gaps, no track across the cut
+    assert all(len(frame) == 1 for frame in ids)
+    assert all(r.source == str(cut_video) for r in results)  # video rows name their source
+
+
+def test_a_box_inside_a_larger_face_is_not_a_face_of_its_own(model):
+    """Detectors also fire on a part of a face (mouth and chin): such boxes are dropped,
+    two faces side by side are kept."""
+    face, mouth, other = (100, 100, 120, 120), (130, 160, 60, 60), (260, 100, 100, 100)
+
+    class Fixed:
+        name = "stub"
+
+        def detect(self, image, face_sizes=None):
+            return [Detection(mouth, 0.9), Detection(face), Detection(other)]
+
+    faces = Recognizer(model, detector=Fixed()).predict(np.zeros((300, 400, 3), np.uint8))
+    assert sorted(f.box for f in faces) == [face, other]
+
+
+def test_faces_are_aligned_by_default_and_the_box_crop_stays_available(model):
+    image = read_image(sample_image())
+    aligned, boxed = Recognizer(model), Recognizer(model, align="box")
+    assert aligned.preprocessing.align == "template" and boxed.preprocessing.align == "box"
+    (found,) = aligned.detect(image)
+    assert not np.array_equal(aligned.crop(image, found), boxed.crop(image, found))
 
 
 def test_equalize_is_on_by_default_and_can_follow_the_model(model):

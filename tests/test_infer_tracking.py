@@ -103,3 +103,40 @@ def test_a_new_face_found_again_by_a_second_look_is_reported_at_once():
     tracker = IoUTracker(TrackingConfig(detect_every=1, min_hits=3))
     assert tracker.update([face], 0, recheck) == []
     assert [t.id for t in tracker.update([face], 1, recheck)] == [1]
+
+
+def test_ids_count_up_without_gaps_left_by_fleeting_false_faces():
+    tracker = IoUTracker(TrackingConfig(detect_every=1, min_hits=2, max_missed=1))
+    face, second = (100, 100, 50, 50), (300, 100, 50, 50)
+    seen = []
+    for frame in range(12):
+        boxes = [face]
+        if frame in (1, 4, 7):  # a false face flickers for one frame at a time
+            boxes.append((10 + 30 * frame, 300, 20, 20))
+        if frame >= 9:
+            boxes.append(second)
+        seen += [t.id for t in tracker.update(boxes, frame)]
+    assert sorted(set(seen)) == [1, 2]
+
+
+def test_a_scene_cut_ends_every_track_and_the_next_face_gets_a_new_id():
+    tracker = IoUTracker(TrackingConfig(detect_every=1, min_hits=2))
+    face = (100, 100, 50, 50)
+    for frame in range(3):
+        assert [t.id for t in tracker.update([face], frame)] == ([1] if frame else [])
+    tracker.end_all()
+    assert tracker.tracks == [] and tracker.is_search_frame(3)
+    assert tracker.update([face], 3) == []  # the same place, another person: a new track
+    assert [t.id for t in tracker.update([face], 4)] == [2]
+
+
+def test_tracks_carry_landmarks_relative_to_their_box():
+    tracker = IoUTracker(TrackingConfig(detect_every=1, min_hits=1))
+    marks = ((110, 120), (130, 120), (120, 130), (112, 140), (128, 140))
+    (track,) = tracker.update([(100, 100, 40, 50)], 0, landmarks=[marks])
+    np.testing.assert_allclose(track.landmarks_at((100, 100, 40, 50)), marks)
+    # the box moved and doubled: the landmarks move and scale with it
+    moved = np.asarray(track.landmarks_at((0, 0, 80, 100)))
+    np.testing.assert_allclose(moved, (np.asarray(marks) - 100) * 2)
+    (track,) = tracker.update([(102, 100, 40, 50)], 1)  # a detection without landmarks
+    assert track.landmarks_at(track.box) is not None  # keeps the last ones

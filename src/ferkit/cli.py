@@ -159,6 +159,40 @@ def models_list() -> None:
 
 # ---------------------------------------------------------------- predict · demo
 _THREADS_HELP = "CPU threads for torch and OpenCV (1 is fastest for per-frame work)"
+# The face options of every command that cuts faces out of images (predict, evaluate
+# --folder, explain, serve): one set of flags, turned into Recognizer options by _faces().
+_Detector = Annotated[str, typer.Option(help="haar | mtcnn | yunet | none")]
+_YunetModel = Annotated[Path | None, typer.Option(help="YuNet .onnx model file (yunet)")]
+_EyeCheck = Annotated[bool, typer.Option(help="haar: keep faces with a visible eye")]
+_Equalize = Annotated[
+    bool, typer.Option(help="histogram-equalise face crops (helps on camera faces)")
+]
+_Align = Annotated[
+    str | None,
+    typer.Option(
+        help="template: frame faces as FER-2013 frames them (landmarks or box) | box: the "
+        "detector's box [default: the model's, template]"
+    ),
+]
+
+
+def _faces(detector: str, yunet_model: Path | None, eye_check: bool, equalize: bool,
+           align: str | None) -> dict:  # fmt: skip
+    """The Recognizer's face options (detector and its options, equalisation, alignment)
+    from the shared flags, so every command crops faces the same way."""
+    from ferkit.errors import ConfigError
+
+    options: dict = {}
+    if detector == "yunet":
+        options["model_path"] = yunet_model
+    elif yunet_model is not None:
+        raise ConfigError("--yunet-model is for --detector yunet")
+    if eye_check:
+        if detector != "haar":
+            raise ConfigError("--eye-check works with --detector haar only")
+        options["eye_check"] = True
+    return {"detector": detector, "detector_options": options, "equalize": equalize,
+            "align": align}  # fmt: skip
 
 
 @app.command("predict")
@@ -175,9 +209,11 @@ def predict(
     backend: Annotated[str, typer.Option(help="auto | torch | onnx (an exported model)")] = (
         "auto"
     ),
-    detector: Annotated[str, typer.Option(help="haar | mtcnn | yunet | none")] = "haar",
-    yunet_model: Annotated[Path | None, typer.Option(help="YuNet .onnx file (yunet)")] = None,
-    eye_check: Annotated[bool, typer.Option(help="haar: keep faces with a visible eye")] = False,
+    detector: _Detector = "haar",
+    yunet_model: _YunetModel = None,
+    eye_check: _EyeCheck = False,
+    equalize: _Equalize = True,
+    align: _Align = None,
     device: Annotated[str, typer.Option(help="cpu, cuda, cuda:1, ...")] = "cpu",
     tracking: Annotated[bool, typer.Option(help="track faces across video frames")] = True,
     detect_every: Annotated[
@@ -199,9 +235,6 @@ def predict(
     alpha: Annotated[
         float | None, typer.Option(help="weight of the newest frame in 'ema' [default: 0.4]")
     ] = None,
-    equalize: Annotated[
-        bool, typer.Option(help="histogram-equalise face crops (helps on camera faces)")
-    ] = True,
     video: Annotated[bool, typer.Option(help="write annotated video / images")] = True,
     gif: Annotated[bool, typer.Option(help="also write an animated GIF (videos)")] = False,
     show: Annotated[bool, typer.Option(help="live window (needs a GUI build of OpenCV)")] = False,
@@ -220,11 +253,6 @@ def predict(
     set_threads(threads)
     if source is None and camera is None:
         raise ConfigError("give a SOURCE (file, folder, glob, URL) or --camera INDEX")
-    options: dict = {}
-    if detector == "yunet":
-        options["model_path"] = yunet_model
-    if detector == "haar" and eye_check:
-        options["eye_check"] = True
 
     def given(**values):  # options left out keep the config's defaults
         return {k: v for k, v in values.items() if v is not None}
@@ -235,13 +263,11 @@ def predict(
     )  # fmt: skip
     recognizer = Recognizer(
         model,
-        detector=detector,
         device=device,
         smoothing=SmoothingConfig(smoothing, **given(window=window, alpha=alpha)),
         tracking=TrackingConfig(**track) if tracking else False,
-        equalize=equalize,
-        detector_options=options,
         backend=backend,
+        **_faces(detector, yunet_model, eye_check, equalize, align),
     )
     summary = record(
         recognizer, source, out, camera=camera, video=video, gif=gif, show=show,
@@ -352,7 +378,11 @@ def evaluate_cmd(
         Path | None, typer.Option(help="evaluate a labelled folder (class subfolders) instead")
     ] = None,
     detect: Annotated[bool, typer.Option(help="--folder: detect and crop faces")] = True,
-    detector: Annotated[str, typer.Option(help="--folder: haar | mtcnn | yunet")] = "haar",
+    detector: _Detector = "haar",
+    yunet_model: _YunetModel = None,
+    eye_check: _EyeCheck = False,
+    equalize: _Equalize = True,
+    align: _Align = None,
     class_map: Annotated[
         list[str] | None, typer.Option(help="--folder: rename a class folder old=new")
     ] = None,
@@ -368,18 +398,22 @@ def evaluate_cmd(
     device: Annotated[str, typer.Option(help="cpu, cuda, cuda:1, ...")] = "cpu",
     batch_size: Annotated[int, typer.Option(help="faces per forward pass")] = 256,
 ) -> None:
-    """Accuracy, per-class P/R/F1, confusion, calibration, TTA and ensembles → report folder."""
+    """Accuracy, per-class P/R/F1, confusion, calibration, TTA and ensembles → report folder.
+
+    --folder images go through the pipeline of `ferkit predict`, with the same face
+    options (detector, --yunet-model, --eye-check, --equalize, --align) and defaults.
+    """
     from rich.console import Console
     from rich.table import Table
 
     from ferkit.evaluate import evaluate
     from ferkit.labels import parse_class_map
 
+    faces = _faces(detector if detect else "none", yunet_model, eye_check, equalize, align)
     result = evaluate(
-        models, data=data, split=split, folder=folder, detector=detector if detect else None,
-        class_map=parse_class_map(class_map or []), tta=tta, out=out, calibrate=calibrate,
-        save_temperature=save_temperature, explain=explain, device=device,
-        batch_size=batch_size,
+        models, data=data, split=split, folder=folder, class_map=parse_class_map(class_map or []),
+        tta=tta, out=out, calibrate=calibrate, save_temperature=save_temperature,
+        explain=explain, device=device, batch_size=batch_size, **faces,
     )  # fmt: skip
     report = result.report
     table = Table(title=f"{report['protocol']['reported_on']}, TTA {tta}")
@@ -403,6 +437,15 @@ def evaluate_cmd(
     failures = report["data"].get("failures", {}).get("count", 0)
     if failures:
         console.print(f"[yellow]{failures} unreadable file(s) skipped[/] (listed in report.md)")
+    if "face_counts" in report["data"]:
+        no_face = report["data"]["no_face"]["count"] / max(report["data"]["n"], 1)
+        console.print(report["data"]["face_counts"], style="bold yellow" if no_face else None)
+        if no_face >= 0.1:
+            console.print(
+                f"[bold yellow]warning:[/] {no_face:.0%} of the images had no face and were "
+                "classified whole (listed in report.md); if they are face crops already, "
+                "use --no-detect"
+            )
     console.print(f"report: {result.out / 'report.md'} ({len(result.files)} files)")
 
 
@@ -415,15 +458,18 @@ def explain_cmd(
         str | None, typer.Option(help="emotion to explain, or 'all' (default: predicted)")
     ] = None,
     detect: Annotated[bool, typer.Option(help="detect faces (off: images are faces)")] = True,
-    detector: Annotated[str, typer.Option(help="haar | mtcnn | yunet")] = "haar",
+    detector: _Detector = "haar",
+    yunet_model: _YunetModel = None,
+    eye_check: _EyeCheck = False,
+    equalize: _Equalize = True,
+    align: _Align = None,
     layer: Annotated[str | None, typer.Option(help="layer to explain (default: last)")] = None,
 ) -> None:
     """Grad-CAM heatmaps: which face regions drive the predicted (or a chosen) emotion."""
     from ferkit.evaluate import explain_images
 
-    written = explain_images(
-        model, images, out, emotion=emotion, detector=detector if detect else None, layer=layer
-    )
+    faces = _faces(detector if detect else "none", yunet_model, eye_check, equalize, align)
+    written = explain_images(model, images, out, emotion=emotion, layer=layer, **faces)
     typer.echo("\n".join(f"wrote {path}" for path in written))
 
 
@@ -581,7 +627,11 @@ def serve_cmd(
         str | None,
         typer.Option(help="shipped name, checkpoint, run folder or .onnx [default: best found]"),
     ] = None,
-    detector: Annotated[str, typer.Option(help="haar | mtcnn | none")] = "haar",
+    detector: _Detector = "haar",
+    yunet_model: _YunetModel = None,
+    eye_check: _EyeCheck = False,
+    equalize: _Equalize = True,
+    align: _Align = None,
     device: Annotated[str, typer.Option(help="cpu, cuda, cuda:1, ...")] = "cpu",
     cors: Annotated[
         list[str] | None, typer.Option(help="allow this web origin to call the API (repeatable)")
@@ -599,7 +649,8 @@ def serve_cmd(
 
     set_threads(threads)
     console = Console()
-    served = create_app(model, cors_origins=cors or (), detector=detector, device=device)
+    faces = _faces(detector, yunet_model, eye_check, equalize, align)
+    served = create_app(model, cors_origins=cors or (), device=device, **faces)
     choice = served.state.engine.choice
     console.print(f"[{'green' if choice.trained else 'bold red'}]model: {choice.description}[/]")
     if not is_loopback(host):

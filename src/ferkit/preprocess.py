@@ -9,11 +9,26 @@ faces out of photos and frames. Both end in `normalize()`, and inference reaches
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 
 import numpy as np
 
+from ferkit.errors import ConfigError
+
 FER_SIZE = 48
+ALIGN_MODES = ("template", "box")
+
+# Where MTCNN finds the eyes, nose tip and mouth corners (image-left first) in FER-2013
+# training faces, as fractions of the frame: the median over the faces it detects, made
+# left-right symmetric. Measured by `python benchmarks/framing.py` (results/framing.json):
+# 3,000 training faces upscaled 4×, MTCNN found 2,747; spread (IQR) 0.06–0.09 per point.
+FER_TEMPLATE = (
+    (0.3109, 0.3873), (0.6891, 0.3873), (0.5, 0.5968), (0.3382, 0.7831), (0.6618, 0.7831),
+)  # fmt: skip
+# Where the FER-2013 frame lies relative to each detector's box on the same faces: centre
+# offset (dx, dy) and side, in units of the box's longer side (same script; Haar found
+# 1,725 of the 3,000, side IQR 0.15; MTCNN's side IQR 0.19).
+FER_BOX_FRAMES = {"haar": (0.0, 0.0077, 1.0492), "mtcnn": (0.0, -0.0115, 0.9505)}
 
 
 @dataclass(frozen=True)
@@ -22,8 +37,11 @@ class Preprocessing:
 
     mean/std are in [0, 1] pixel units (the training split's statistics from the store).
     `equalize` applies histogram equalisation to live face crops (FER-2013 faces are
-    contrast-stretched; raw camera faces are not). `margin` widens a detector's box by
-    that fraction of its size on each side before cropping.
+    contrast-stretched; raw camera faces are not). `align` says how a detected face is
+    framed (`ferkit.infer.align`): "template" maps its landmarks onto `template` (or its
+    box onto the frame by `box_frames[detector]`), the framing of the training faces;
+    "box" cuts the detector's box widened by `margin` of its size on each side. Checkpoints
+    from before alignment load with the FER-2013 template, which is what they trained on.
     """
 
     size: int = FER_SIZE
@@ -31,6 +49,16 @@ class Preprocessing:
     std: float = 0.25
     equalize: bool = False
     margin: float = 0.0
+    align: str = "template"
+    template: tuple[tuple[float, float], ...] = FER_TEMPLATE
+    box_frames: dict[str, tuple[float, float, float]] = field(
+        default_factory=lambda: dict(FER_BOX_FRAMES), hash=False
+    )
+
+    def __post_init__(self) -> None:
+        if self.align not in ALIGN_MODES:
+            choices = " or ".join(ALIGN_MODES)
+            raise ConfigError(f"unknown align mode {self.align!r}; choose {choices}")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -38,7 +66,12 @@ class Preprocessing:
     @classmethod
     def from_dict(cls, data: dict) -> Preprocessing:
         known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in known})
+        values = {k: v for k, v in data.items() if k in known}
+        if "template" in values:  # JSON gives lists back
+            values["template"] = tuple(tuple(float(c) for c in p) for p in values["template"])
+        if "box_frames" in values:
+            values["box_frames"] = {k: tuple(v) for k, v in values["box_frames"].items()}
+        return cls(**values)
 
 
 def to_gray(image: np.ndarray) -> np.ndarray:
@@ -79,10 +112,9 @@ def crop_face(
     """Cut a face (x, y, w, h) out of an image as a size×size grayscale uint8 crop.
 
     The box is widened by `prep.margin`, made square around its centre (faces in FER-2013
-    are square crops) and clipped to the image; `box=None` uses the whole image.
+    are square crops) and clipped to the image; `box=None` uses the whole image. This is
+    the `align="box"` crop; `ferkit.infer.align.face_crop` chooses between the two.
     """
-    import cv2
-
     gray = to_gray(image)
     if box is not None:
         x, y, w, h = box
@@ -95,7 +127,13 @@ def crop_face(
         if x1 <= x0 or y1 <= y0:
             raise ValueError(f"face box {box} lies outside the image of shape {gray.shape}")
         gray = gray[y0:y1, x0:x1]
-    face = resize_gray(gray, prep.size)
+    return equalize_crop(resize_gray(gray, prep.size), prep)
+
+
+def equalize_crop(face: np.ndarray, prep: Preprocessing) -> np.ndarray:
+    """The last step of every face crop: histogram equalisation where `prep` asks for it."""
+    import cv2
+
     if prep.equalize:
         face = cv2.equalizeHist(face)
     return np.ascontiguousarray(face)

@@ -117,18 +117,21 @@ def explain_images(
     emotion: str | None = None,
     detector: str | None = "haar",
     layer: str | None = None,
+    detector_options: dict | None = None,
+    equalize: bool | None = True,
+    align: str | None = None,
 ) -> list[Path]:
     """Grad-CAM figures for every face in each image: `<out>/<image stem>_gradcam.png`.
 
     `model` is anything `ferkit.load_model` accepts, or a loaded model. `emotion` is the
     class to explain ("all" for every class; default: each face's predicted emotion).
-    Images without a detected face are explained whole.
+    Faces are found and cropped by the recognition pipeline with `Recognizer`'s options
+    (`detector` None: the images are faces); images without a face are explained whole.
     """
     from ferkit.evaluate.plots import plot_gradcam
-    from ferkit.infer.faces import create_detector
+    from ferkit.infer.recognizer import Recognizer
     from ferkit.infer.sources import read_image
     from ferkit.models.checkpoint import load_model
-    from ferkit.preprocess import crop_face
 
     if isinstance(model, str | Path):
         model = load_model(model)
@@ -138,13 +141,16 @@ def explain_images(
     names = tuple(meta.class_names)
     if emotion is not None and emotion != "all" and emotion not in names:
         raise ConfigError(f"unknown emotion {emotion!r}; expected one of {', '.join(names)} or all")
-    finder = create_detector(detector) if detector else None
+    pipeline = Recognizer(
+        model, detector=detector or "none", detector_options=detector_options,
+        equalize=equalize, align=align, tracking=False,
+    )  # fmt: skip
     out = Path(out)
     written = []
     for image_path in images:
         image = read_image(image_path)
-        boxes = [d.box for d in finder.detect(image)] if finder else []
-        crops = np.stack([crop_face(image, box, meta.preprocessing) for box in boxes or [None]])
+        found = pipeline.detect(image)
+        crops = np.stack([pipeline.crop(image, d) for d in found or [None]])
         predicted_maps, probs, used = gradcam(model, crops, layer=layer)
         if emotion == "all":
             classes = list(range(len(names)))

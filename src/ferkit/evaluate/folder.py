@@ -2,10 +2,12 @@
 
 Class folders may use common synonyms (anger, sadness, happiness, surprised, ...; see
 `ferkit.labels.SYNONYMS`) or be renamed with a class map (`--class-map contempt=disgust`).
-Images may have any size and colour; each is read with the recognition pipeline's reader,
-its largest detected face is cut out with the model's own `crop_face` settings, and images
-where the detector finds no face are classified whole and listed, so nothing is silently
-dropped. Unreadable files are skipped and listed with their reason; the rest is evaluated.
+Images may have any size and colour; each goes through exactly the recognition pipeline
+that `ferkit predict` runs (a `Recognizer`: the same reader, detector and options, nested-box
+suppression, alignment onto the training framing, equalisation), its largest face is
+evaluated, and images where the detector finds no face are classified whole, counted and
+listed, so nothing is silently dropped. Unreadable files are skipped and listed with their
+reason; the rest is evaluated.
 """
 
 from __future__ import annotations
@@ -19,7 +21,6 @@ import numpy as np
 
 from ferkit.errors import DataError, FerkitError
 from ferkit.labels import canonical_name
-from ferkit.preprocess import Preprocessing, crop_face
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +31,8 @@ class FolderData:
 
     faces (N, size, size) uint8, labels (N,) indices into `class_names`, `paths` per face;
     `failures` (path, reason) of files that could not be read; `no_face` paths classified
-    whole because the detector found no face; `folders` maps each class folder to its class.
+    whole because the detector found no face; `several` paths where it found more than one
+    (the largest was evaluated); `folders` maps each class folder to its class.
     """
 
     root: Path
@@ -42,6 +44,8 @@ class FolderData:
     detector: str
     failures: list[tuple[str, str]] = field(default_factory=list)
     no_face: list[str] = field(default_factory=list)
+    several: list[str] = field(default_factory=list)
+    preprocessing: dict = field(default_factory=dict)
 
     def describe(self) -> dict:
         """JSON-safe summary for report.json."""
@@ -51,9 +55,27 @@ class FolderData:
             "n": int(len(self.labels)),
             "class_folders": self.folders,
             "detector": self.detector,
+            "preprocessing": self.preprocessing,
             "failures": {"count": len(self.failures), "files": [list(f) for f in self.failures]},
             "no_face": {"count": len(self.no_face), "files": self.no_face},
+            "several_faces": {"count": len(self.several), "files": self.several},
+            "face_counts": self.face_counts(),
         }
+
+    def face_counts(self) -> str:
+        """One line for the console: faces found, whole-image fallbacks, unreadable files."""
+        n = len(self.labels)
+        if self.detector == "none":
+            line = f"{n:,} images classified whole (no detection)"
+        else:
+            found = n - len(self.no_face)
+            line = (
+                f"{self.detector}: a face in {found:,} of {n:,} images; no face in "
+                f"{len(self.no_face):,} ({len(self.no_face) / n:.0%}), classified whole"
+            )
+            if self.several:
+                line += f"; several faces in {len(self.several):,} (the largest evaluated)"
+        return line + (f"; {len(self.failures):,} unreadable" if self.failures else "")
 
 
 def map_class_folders(
@@ -82,34 +104,25 @@ def map_class_folders(
     return mapping
 
 
-def _largest(boxes):
-    return max(boxes, key=lambda b: b[2] * b[3]) if boxes else None
-
-
 def load_labelled_folder(
     root: str | Path,
     class_names: Sequence[str],
-    prep: Preprocessing,
+    recognizer,
     *,
-    detector: str | object | None = "haar",
     class_map: Mapping[str, str] | None = None,
 ) -> FolderData:
-    """Read, detect and crop every image under the class folders of `root`.
-
-    `detector` is a name for `ferkit.infer.faces.create_detector`, a detector object, or
-    None to use each whole image as the face (images that are already face crops).
-    """
-    from ferkit.infer.faces import create_detector
+    """Read, detect and crop every image under the class folders of `root` with the
+    `recognizer`'s own `detect` and `crop` (a `ferkit.infer.recognizer.Recognizer`; its
+    detector "none" uses each whole image as the face, for images that are face crops)."""
     from ferkit.infer.sources import read_image
 
     root = Path(root)
     mapping = map_class_folders(root, class_names, class_map)
-    if isinstance(detector, str):
-        detector = create_detector(detector)
-    detector_name = getattr(detector, "name", type(detector).__name__) if detector else "none"
+    detector_name = getattr(recognizer.detector, "name", type(recognizer.detector).__name__)
     faces, labels, paths = [], [], []
     failures: list[tuple[str, str]] = []
     no_face: list[str] = []
+    several: list[str] = []
     for folder, label in mapping.items():
         files = sorted(
             p
@@ -120,13 +133,16 @@ def load_labelled_folder(
             name = str(path.relative_to(root))
             try:
                 image = read_image(path)
-                box = _largest([d.box for d in detector.detect(image)]) if detector else None
-                faces.append(crop_face(image, box, prep))
+                found = recognizer.detect(image)
+                largest = max(found, key=lambda d: d.box[2] * d.box[3], default=None)
+                faces.append(recognizer.crop(image, largest))
             except (FerkitError, ValueError) as error:
                 failures.append((name, str(error)))
                 continue
-            if detector is not None and box is None:
+            if largest is None:
                 no_face.append(name)
+            elif len(found) > 1:
+                several.append(name)
             labels.append(label)
             paths.append(name)
     if failures:
@@ -143,4 +159,6 @@ def load_labelled_folder(
         detector=detector_name,
         failures=failures,
         no_face=no_face,
+        several=several,
+        preprocessing=recognizer.preprocessing.to_dict(),
     )

@@ -107,16 +107,19 @@ def load_store_data(path: str | Path, split: str) -> EvalData:
 
 
 def load_folder_data(
-    root: str | Path, members: Sequence[Member], detector, class_map: Mapping | None
+    root: str | Path, members: Sequence[Member], faces: Mapping, class_map: Mapping | None
 ) -> EvalData:
-    """A labelled image folder, cropped with the first member's preprocessing."""
+    """A labelled image folder through the recognition pipeline `ferkit predict` runs: a
+    `Recognizer` around the first member with the face options `faces` (its keyword
+    arguments: detector, detector_options, equalize, align, device), so the crops are
+    exactly the ones users get."""
     from ferkit.evaluate.folder import load_labelled_folder
+    from ferkit.infer.recognizer import Recognizer
 
     first = members[0]
-    folder = load_labelled_folder(
-        root, first.class_names, first.classifier.preprocessing,
-        detector=detector, class_map=class_map,
-    )  # fmt: skip
+    recognizer = Recognizer(first.classifier, tracking=False, **faces)
+    folder = load_labelled_folder(root, first.class_names, recognizer, class_map=class_map)
+    log.info("%s: %s", root, folder.face_counts())
     return EvalData(
         faces=folder.faces,
         labels=folder.labels,
@@ -249,6 +252,9 @@ def evaluate(
     split: str = "test",
     folder: str | Path | None = None,
     detector: str | None = "haar",
+    detector_options: Mapping | None = None,
+    equalize: bool | None = True,
+    align: str | None = None,
     class_map: Mapping[str, str] | None = None,
     tta: str = "none",
     out: str | Path | None = None,
@@ -262,16 +268,20 @@ def evaluate(
 ) -> EvalResult:
     """Evaluate one model or an ensemble and write the report folder (see module docstring).
 
-    folder: a labelled image folder to evaluate instead of the store (`detector` None uses
-    whole images). calibrate: fit T on val; save_temperature: store it in each checkpoint
-    (single-view TTA only). explain: Grad-CAM figures for that many misclassified faces.
+    folder: a labelled image folder to evaluate instead of the store, through the
+    recognition pipeline with `Recognizer`'s options and defaults (`detector` None uses
+    whole images; `detector_options`, `equalize`, `align`). calibrate: fit T on val;
+    save_temperature: store it in each checkpoint (single-view TTA only). explain: Grad-CAM
+    figures for that many misclassified faces.
     """
     from ferkit.evaluate.report import write_figures, write_report
 
     check_mode(tta)
     members = load_members(models, device, batch_size)
     if folder is not None:
-        dataset = load_folder_data(folder, members, detector, class_map)
+        faces = {"detector": detector or "none", "detector_options": detector_options,
+                 "equalize": equalize, "align": align, "device": device}  # fmt: skip
+        dataset = load_folder_data(folder, members, faces, class_map)
     else:
         dataset = load_store_data(data, split)
     check_compatible(members, dataset.class_names, dataset.faces.shape[1], dataset.where)

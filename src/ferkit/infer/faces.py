@@ -28,10 +28,24 @@ DETECTORS = ("haar", "mtcnn", "yunet", "none")
 
 @dataclass(frozen=True)
 class Detection:
-    """A face box (x, y, w, h) in image pixels and the detector's confidence in [0, 1]."""
+    """A face box (x, y, w, h) in image pixels, the detector's confidence in [0, 1] and,
+    where the detector finds them, five landmarks (x, y) in image pixels: the eyes, the
+    nose tip and the mouth corners, image-left before image-right (MTCNN, YuNet). The
+    landmarks align the face onto the training framing (`ferkit.infer.align`)."""
 
     box: tuple[int, int, int, int]
     score: float = 1.0
+    landmarks: tuple[tuple[float, float], ...] | None = None
+
+    def moved(self, dx: float, dy: float, scale: float) -> Detection:
+        """This detection found in a window at offset (dx, dy), shrunk by `scale`, in the
+        coordinates of the full frame (the box is rounded; landmarks stay exact)."""
+        x, y, w, h = self.box
+        box = (x / scale + dx, y / scale + dy, w / scale, h / scale)
+        landmarks = None
+        if self.landmarks is not None:
+            landmarks = tuple((px / scale + dx, py / scale + dy) for px, py in self.landmarks)
+        return Detection(tuple(int(round(v)) for v in box), self.score, landmarks)
 
 
 FaceSizes = tuple[float, float]  # (smallest, largest) face side in the image's pixels
@@ -58,17 +72,22 @@ def downscale(image: np.ndarray, max_side: int | None) -> tuple[np.ndarray, floa
     return cv2.resize(image, size, interpolation=cv2.INTER_AREA), factor
 
 
-def _rescale(boxes: np.ndarray, scores: np.ndarray, factor: float, shape) -> list[Detection]:
-    """Boxes found on a downscaled frame → Detections in the original frame, clipped to it."""
+def _rescale(
+    boxes: np.ndarray, scores: np.ndarray, factor: float, shape, landmarks=None
+) -> list[Detection]:
+    """Boxes (and (N, 5, 2) landmarks) found on a downscaled frame → Detections in the
+    original frame, boxes clipped to it."""
     height, width = shape[:2]
+    points = None if landmarks is None else np.asarray(landmarks, np.float64).reshape(-1, 5, 2)
     out = []
-    for (x, y, w, h), score in zip(
-        np.asarray(boxes, dtype=np.float64) / factor, scores, strict=True
+    for i, ((x, y, w, h), score) in enumerate(
+        zip(np.asarray(boxes, dtype=np.float64) / factor, scores, strict=True)
     ):
         x0, y0 = max(0, int(round(x))), max(0, int(round(y)))
         x1, y1 = min(width, int(round(x + w))), min(height, int(round(y + h)))
         if x1 - x0 >= 2 and y1 - y0 >= 2:
-            out.append(Detection((x0, y0, x1 - x0, y1 - y0), float(score)))
+            marks = None if points is None else tuple(map(tuple, (points[i] / factor).tolist()))
+            out.append(Detection((x0, y0, x1 - x0, y1 - y0), float(score), marks))
     return out
 
 
@@ -178,7 +197,7 @@ class YuNetDetector:
         _, faces = self._net.detect(small)
         if faces is None:
             return []
-        return _rescale(faces[:, :4], faces[:, 14], factor, image.shape)
+        return _rescale(faces[:, :4], faces[:, 14], factor, image.shape, faces[:, 4:14])
 
 
 class WholeImage:

@@ -9,7 +9,8 @@ facenet-pytorch`), and runs the cascade with numpy box arithmetic instead of tor
 1. P-Net slides over an image pyramid and proposes boxes (threshold, NMS per scale and
    overall, box regression, squared);
 2. R-Net rescores 24×24 crops of the proposals (threshold, NMS, regression, squared);
-3. O-Net rescores 48×48 crops (threshold, regression, NMS by the smaller box's area).
+3. O-Net rescores 48×48 crops (threshold, regression, NMS by the smaller box's area) and
+   places five landmarks (eyes, nose tip, mouth corners), which alignment uses.
 """
 
 from __future__ import annotations
@@ -67,7 +68,7 @@ class RNet(nn.Module):
 
 
 class ONet(nn.Module):
-    """Output network on 48×48 crops (its landmark head is loaded but not used)."""
+    """Output network on 48×48 crops: box regression, face score and five landmarks."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -83,13 +84,13 @@ class ONet(nn.Module):
         self.dense6_2 = nn.Linear(256, 4)
         self.dense6_3 = nn.Linear(256, 10)
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         x = self.pool1(self.prelu1(self.conv1(x)))
         x = self.pool2(self.prelu2(self.conv2(x)))
         x = self.pool3(self.prelu3(self.conv3(x)))
         x = self.prelu4(self.conv4(x))
         x = self.prelu5(self.dense5(x.permute(0, 3, 2, 1).reshape(x.shape[0], -1)))
-        return self.dense6_2(x), torch.softmax(self.dense6_1(x), dim=1)
+        return self.dense6_2(x), torch.softmax(self.dense6_1(x), dim=1), self.dense6_3(x)
 
 
 def weights_dir() -> Path:
@@ -149,7 +150,7 @@ class MTCNNDetector:
         boxes = self._refine(rgb, boxes, self.onet, 48, self.thresholds[2], "min")
         xywh = np.column_stack([boxes[:, 0], boxes[:, 1], boxes[:, 2] - boxes[:, 0],
                                 boxes[:, 3] - boxes[:, 1]])  # fmt: skip
-        return _rescale(xywh, boxes[:, 4], scale, image.shape)
+        return _rescale(xywh, boxes[:, 4], scale, image.shape, boxes[:, 5:15])
 
     def _net_input(self, images: np.ndarray) -> torch.Tensor:
         x = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2)  # channels_last
@@ -178,14 +179,15 @@ class MTCNNDetector:
         return _square(np.column_stack([boxes[:, :4] + offsets, boxes[:, 4]]))
 
     def _refine(self, rgb, boxes, net, size, threshold, method) -> np.ndarray:
-        """Stages 2 and 3: rescore crops, keep, regress, NMS."""
+        """Stages 2 and 3: rescore crops, keep, regress, NMS. Stage 3 ("min") returns
+        (x1, y1, x2, y2, score, 5 landmark (x, y) pairs) rows."""
         if len(boxes) == 0:
-            return boxes
+            return np.zeros((0, 5 if method == "union" else 15))
         crops, kept = _crops(rgb, boxes, size)
         if not kept:
-            return np.zeros((0, 5))
+            return np.zeros((0, 5 if method == "union" else 15))
         boxes = boxes[kept]
-        reg, prob = net(self._net_input(crops))[:2]
+        reg, prob, *points = net(self._net_input(crops))
         score, reg = prob[:, 1].cpu().numpy(), reg.cpu().numpy()
         keep = score > threshold
         boxes = np.column_stack([boxes[keep, :4], score[keep]])
@@ -193,7 +195,8 @@ class MTCNNDetector:
         if method == "union":
             pick = nms(boxes, 0.7, "union")
             return _square(_regress(boxes[pick], reg[pick]))
-        boxes = _regress(boxes, reg)
+        marks = _landmarks(boxes, points[0].cpu().numpy()[keep])
+        boxes = np.column_stack([_regress(boxes, reg), marks])
         return boxes[nms(boxes, 0.7, "min")]
 
 
@@ -204,6 +207,16 @@ def _pnet_boxes(reg: np.ndarray, prob: np.ndarray, scale: float, threshold: floa
     q1 = np.floor((2 * cells + 1) / scale)
     q2 = np.floor((2 * cells + 12) / scale)
     return np.column_stack([q1, q2, prob[ys, xs], reg[:, ys, xs].T]).reshape(-1, 9)
+
+
+def _landmarks(boxes: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """O-Net's landmark outputs (x1..x5, y1..y5 as fractions of the box it saw) → (N, 10)
+    image coordinates ordered x1, y1, ..., x5, y5 (facenet-pytorch's formula)."""
+    w = boxes[:, 2:3] - boxes[:, 0:1] + 1
+    h = boxes[:, 3:4] - boxes[:, 1:2] + 1
+    xs = w * points[:, :5] + boxes[:, 0:1] - 1
+    ys = h * points[:, 5:10] + boxes[:, 1:2] - 1
+    return np.stack([xs, ys], axis=2).reshape(-1, 10)
 
 
 def _regress(boxes: np.ndarray, reg: np.ndarray) -> np.ndarray:

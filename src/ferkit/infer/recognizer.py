@@ -7,12 +7,15 @@
         ...
 
 Pipeline per frame: detect faces (every n-th frame when tracking, mostly only around the
-faces already tracked, see `TrackingConfig`) → IoU tracker gives stable ids with
-hysteresis (a new face found again by a second look in a window around it is reported at
-once) → `crop_face` with the model's own `Preprocessing` → all crops of the frame through
-the classifier in one batch → per-track smoothing → `Face`s.
+faces already tracked, see `TrackingConfig`) and drop boxes that lie mostly inside a
+larger face's box (a mouth or chin found as a face of its own) → at a scene cut, end every
+track → IoU tracker gives stable ids with hysteresis (a new face found again by a second
+look in a window around it is reported at once) → `face_crop` frames each face as the
+training faces are framed, with the model's own `Preprocessing` → all crops of the frame
+through the classifier in one batch → per-track smoothing → `Face`s.
 Still images (a photo, a folder) skip tracking and go through the classifier in batches
-of many images.
+of many images. `detect` and `crop` are the same two steps for callers that need the
+crops themselves (`ferkit evaluate --folder`, `ferkit explain`).
 """
 
 from __future__ import annotations
@@ -24,13 +27,13 @@ from pathlib import Path
 
 import numpy as np
 
+from ferkit.infer.align import face_crop
 from ferkit.infer.backends import Classifier, load_classifier, matching_export
-from ferkit.infer.faces import FaceDetector, create_detector
+from ferkit.infer.faces import Detection, FaceDetector, create_detector
 from ferkit.infer.results import Face, FrameResult
 from ferkit.infer.smoothing import SmoothingConfig, TrackSmoother
 from ferkit.infer.sources import Frame, Source, load_source, read_image
 from ferkit.infer.tracking import IoUTracker, TrackingConfig, iou_matrix
-from ferkit.preprocess import crop_face
 
 _STILLS_PER_BATCH = 32  # images of a folder detected, then classified together
 _MIN_SIDE = 8  # boxes smaller than this (after clipping to the frame) are dropped
@@ -38,6 +41,7 @@ _SAME_FACE_IOU = 0.5  # detections from overlapping search windows above this ar
 _WINDOW_FACE = 64  # a tracked face is searched for at (at most) this size in pixels
 _WINDOW_PAD = 0.75  # the window reaches this many face sides beyond the face on each side
 _SIZE_RANGE = 1.3  # ... for faces from 1/1.3 to 1.3 times the tracked face's size
+_NESTED = 0.6  # a box with this share of its area inside a larger face's box is dropped
 
 
 class Recognizer:
@@ -58,6 +62,9 @@ class Recognizer:
         raised the shipped model's accuracy from 50.0 % to 55.4 %, on the faces as stored it
         cost 1 point (62.6 % → 61.6 %; benchmarks/recognize.py). None keeps the model's own
         setting.
+    align: "template" (frame each face as FER-2013 frames its faces, from the detector's
+        landmarks or box; `ferkit.infer.align`), "box" (the detector's box widened by the
+        model's margin, the crop before alignment) or None (the model's own setting).
     """
 
     def __init__(
@@ -69,6 +76,7 @@ class Recognizer:
         smoothing: str | SmoothingConfig = "mean",
         tracking: bool | TrackingConfig = True,
         equalize: bool | None = True,
+        align: str | None = None,
         detector_options: dict | None = None,
         batch_size: int = 256,
         backend: str = "auto",
@@ -85,8 +93,10 @@ class Recognizer:
                 options.setdefault("device", device)
             detector = create_detector(detector, **options)
         self.detector = detector
-        prep = self.classifier.preprocessing
-        self.preprocessing = prep if equalize is None else replace(prep, equalize=equalize)
+        chosen = {"equalize": equalize, "align": align}
+        self.preprocessing = replace(
+            self.classifier.preprocessing, **{k: v for k, v in chosen.items() if v is not None}
+        )
         self.smoothing = SmoothingConfig(smoothing) if isinstance(smoothing, str) else smoothing
         if tracking is True:
             tracking = TrackingConfig()
@@ -105,16 +115,33 @@ class Recognizer:
 
     def predict_batch(self, images: Sequence[np.ndarray]) -> list[list[Face]]:
         """Faces in each of several images; all their crops go through the model together."""
-        boxes = [self._detect(image) for image in images]
-        crops = [
-            crop_face(img, b, self.preprocessing) for img, bs in zip(images, boxes) for b in bs
-        ]
+        found = [self.detect(image) for image in images]
+        crops = [self.crop(img, d) for img, ds in zip(images, found) for d in ds]
         probs = self._classify(crops)
         out, at = [], 0
-        for image_boxes in boxes:
-            out.append([self._face(b, probs[at + i]) for i, b in enumerate(image_boxes)])
-            at += len(image_boxes)
+        for detections in found:
+            out.append([self._face(d.box, probs[at + i]) for i, d in enumerate(detections)])
+            at += len(detections)
         return out
+
+    def detect(self, image: np.ndarray, face_sizes=None) -> list[Detection]:
+        """The faces the pipeline reports in an image: the detector's, clipped to the image,
+        without boxes that lie mostly inside a larger face's box."""
+        if face_sizes is None:  # (detectors written for the plain protocol work too)
+            detections = self.detector.detect(image)
+        else:
+            detections = self.detector.detect(image, face_sizes=face_sizes)
+        clipped = [
+            Detection(box, d.score, d.landmarks)
+            for d in detections
+            if (box := _clip(d.box, image.shape)) is not None
+        ]
+        return drop_nested(clipped)
+
+    def crop(self, image: np.ndarray, detection: Detection | None) -> np.ndarray:
+        """The model's input for one face (None: the whole image), framed as in training."""
+        name = getattr(self.detector, "name", None)
+        return face_crop(image, detection, self.preprocessing, name)
 
     # ------------------------------------------------------------------ streams
     def stream(self, source, *, camera: int | None = None) -> Iterator[FrameResult]:
@@ -148,7 +175,7 @@ class Recognizer:
         if self.tracking is None:
             for frame in frames:
                 faces = self.predict_batch([frame.image])[0]
-                yield frame, FrameResult(frame.index, frame.time_s, faces)
+                yield frame, FrameResult(frame.index, frame.time_s, faces, source=frame.name)
             return
         tracker, smoother = IoUTracker(self.tracking), TrackSmoother(self.smoothing)
         for frame in frames:
@@ -163,34 +190,37 @@ class Recognizer:
         keeps one pair per video, a server one pair per connection (frames pushed one at a
         time). Frame indices must increase; they schedule the detection passes.
         """
+        if tracker.cuts.is_cut(frame.image):
+            tracker.end_all()
         if tracker.is_search_frame(frame.index):
             recheck = partial(self._found_again, frame.image)
-            tracks = tracker.update(self._detect(frame.image), frame.index, recheck)
+            tracks = self._update(tracker, self.detect(frame.image), frame.index, recheck)
         elif tracker.is_detection_frame(frame.index):
             near = [t.predicted(frame.index) for t in tracker.tracks]
-            tracks = tracker.update(self._detect_near(frame.image, near), frame.index)
+            tracks = self._update(tracker, self._detect_near(frame.image, near), frame.index)
         else:
             tracks = tracker.predict(frame.index)
         shape = frame.image.shape
-        kept = [(t.id, b) for t in tracks if (b := _clip(t.box, shape)) is not None]
-        probs = self._classify([crop_face(frame.image, b, self.preprocessing) for _, b in kept])
+        kept = [
+            (t.id, Detection(b, 1.0, t.landmarks_at(b)))
+            for t in tracks
+            if (b := _clip(t.box, shape)) is not None
+        ]
+        probs = self._classify([self.crop(frame.image, d) for _, d in kept])
         faces = [
-            self._face(box, smoother.update(track_id, p), track_id)
-            for (track_id, box), p in zip(kept, probs, strict=True)
+            self._face(d.box, smoother.update(track_id, p), track_id)
+            for (track_id, d), p in zip(kept, probs, strict=True)
         ]
         smoother.prune(t.id for t in tracker.tracks)
-        return FrameResult(frame.index, frame.time_s, faces)
+        return FrameResult(frame.index, frame.time_s, faces, source=frame.name)
 
     # ------------------------------------------------------------------ steps
-    def _detect(self, image: np.ndarray, face_sizes=None) -> list[tuple[int, int, int, int]]:
-        if face_sizes is None:  # (detectors written for the plain protocol work too)
-            detections = self.detector.detect(image)
-        else:
-            detections = self.detector.detect(image, face_sizes=face_sizes)
-        boxes = [_clip(d.box, image.shape) for d in detections]
-        return [b for b in boxes if b is not None]
+    @staticmethod
+    def _update(tracker: IoUTracker, found: list[Detection], index: int, recheck=None):
+        boxes, landmarks = [d.box for d in found], [d.landmarks for d in found]
+        return tracker.update(boxes, index, recheck, landmarks)
 
-    def _detect_near(self, image: np.ndarray, boxes) -> list[tuple[int, int, int, int]]:
+    def _detect_near(self, image: np.ndarray, boxes) -> list[Detection]:
         """Detect only in a window around each box, for faces of about its size, shrunk
         so the face there is at most `_WINDOW_FACE` pixels: a few scales of a small image
         instead of every scale of the whole frame, and the same cost for a face close to
@@ -198,7 +228,7 @@ class Recognizer:
         once."""
         import cv2
 
-        found: list[tuple[int, int, int, int]] = []
+        found: list[Detection] = []
         for x, y, w, h in boxes:
             side = max(w, h)
             pad = _WINDOW_PAD * side
@@ -211,12 +241,13 @@ class Recognizer:
             if scale < 1.0:
                 crop = cv2.resize(crop, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
             sizes = (side * scale / _SIZE_RANGE, side * scale * _SIZE_RANGE)
-            for bx, by, bw, bh in self._detect(crop, sizes):
-                box = _clip((wx + bx / scale, wy + by / scale, bw / scale, bh / scale), image.shape)
+            for near in self.detect(crop, sizes):
+                moved = near.moved(wx, wy, scale)
+                box = _clip(moved.box, image.shape)
                 if box is None:
                     continue
-                if not found or iou_matrix([box], found).max() < _SAME_FACE_IOU:
-                    found.append(box)
+                if not found or iou_matrix([box], [f.box for f in found]).max() < _SAME_FACE_IOU:
+                    found.append(Detection(box, moved.score, moved.landmarks))
         return found
 
     def _found_again(self, image: np.ndarray, box) -> bool:
@@ -224,7 +255,7 @@ class Recognizer:
         around it, which it sees at another scale, pixel grid and (Haar) contrast stretch
         than in the whole-frame pass? A detection that fails it waits for a second frame,
         as before; the clip without faces in benchmarks/recognize.py measures the cost."""
-        again = self._detect_near(image, [box])
+        again = [d.box for d in self._detect_near(image, [box])]
         return bool(again) and iou_matrix([box], again).max() >= _SAME_FACE_IOU
 
     def _classify(self, crops: list[np.ndarray]) -> np.ndarray:
@@ -249,6 +280,25 @@ def set_threads(threads: int) -> None:
 
     torch.set_num_threads(threads)
     cv2.setNumThreads(threads)
+
+
+def drop_nested(detections: list[Detection]) -> list[Detection]:
+    """The detections without those whose box lies mostly (`_NESTED` of its area) inside a
+    larger detection's box: a face holds no smaller face, so such a box is a part of the
+    face (mouth and chin, an eye) that the detector also took for one."""
+    kept = []
+    by_size = sorted(detections, key=lambda d: -d.box[2] * d.box[3])
+    for i, inner in enumerate(by_size):
+        x, y, w, h = inner.box
+        for outer in by_size[:i]:
+            ox, oy, ow, oh = outer.box
+            iw = max(0, min(x + w, ox + ow) - max(x, ox))
+            ih = max(0, min(y + h, oy + oh) - max(y, oy))
+            if iw * ih >= _NESTED * w * h:
+                break
+        else:
+            kept.append(inner)
+    return [d for d in detections if d in kept]
 
 
 def _clip(box, shape) -> tuple[int, int, int, int] | None:
