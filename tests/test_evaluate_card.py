@@ -56,3 +56,9 @@ def test_ship_writes_weights_and_an_honest_card(tmp_path):
     probs = predict_tta(TorchClassifier(original), test_faces, mode)
     measured = float((probs.argmax(1) == test_labels).mean())
     assert card["results"]["test_accuracy"] == measured
+
+    # The shipped weights carry that choice, and every backend applies it by default.
+    assert shipped.ferkit.metrics["tta"] == mode
+    used = TorchClassifier(shipped, calibrated=False).predict_proba(test_faces)
+    np.testing.assert_allclose(used, probs, atol=1e-5)
+    assert card["results"]["tta_applied_by_default"] == mode

@@ -161,6 +161,30 @@ def test_both_backends_apply_the_stored_temperature(checkpoint, store, tmp_path)
     assert OnnxClassifier(onnx_path).temperature == pytest.approx(2.5)
 
 
+def test_both_backends_apply_the_stored_flip_tta(checkpoint, store, tmp_path):
+    from ferkit.models.checkpoint import load_checkpoint
+
+    stored = load_checkpoint(checkpoint)
+    path = save_checkpoint(
+        tmp_path / "flip.pt", load_model(checkpoint), arch=stored.arch,
+        arch_kwargs=stored.arch_kwargs, preprocessing=stored.preprocessing,
+        class_names=stored.class_names, metrics={"tta": "flip"},
+    )  # fmt: skip
+    export_onnx(path, data=store, check_samples=None)
+    faces = np.stack(list(stripes(np.arange(7), seed=4)))
+    faces[:, :, :20] = 0  # asymmetric faces: the mirror image gets other probabilities
+    raw = TorchClassifier(load_model(path), tta=False)
+    mirrored = np.ascontiguousarray(faces[:, :, ::-1])
+    expected = (raw.predict_proba(faces) + raw.predict_proba(mirrored)) / 2
+    assert not np.allclose(raw.predict_proba(faces), expected, atol=1e-4)
+    for backend in ("torch", "onnx"):
+        np.testing.assert_allclose(
+            load_classifier(path, backend=backend).predict_proba(faces), expected, atol=1e-5
+        )
+        untouched = load_classifier(path, backend=backend, tta=False).predict_proba(faces)
+        np.testing.assert_allclose(untouched, raw.predict_proba(faces), atol=1e-5)
+
+
 def test_int8_static_is_valid_and_agrees_with_fp32(trained, store, tmp_path):
     report = export_onnx(trained, tmp_path / "m.int8.onnx", int8=True, data=store)
     assert report.quantization == "static" and report.calibration == "210 training faces"

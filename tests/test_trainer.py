@@ -274,3 +274,12 @@ def test_val_tta_flip_scores_epochs_like_evaluate_with_flip(store, tmp_path):
     flipped = predict_tta(classifier, faces, "flip").argmax(1)
     assert result.history[-1].val_acc == pytest.approx(np.mean(flipped == labels), abs=1e-6)
     assert load_config(tmp_path / "run" / "config.yaml").val_tta == "flip"
+
+
+def test_metrics_record_the_cpu_flags_of_every_epoch(store, tmp_path):
+    from ferkit.hardware import cpu_flags
+    from ferkit.train.report import read_metrics
+
+    result = train(config(store, tmp_path / "run", epochs=1, **{"data.subset": 28}))
+    rows = read_metrics(result.run_dir / "metrics.csv")
+    assert [row.cpu for row in rows] == [cpu_flags()] and cpu_flags()

@@ -291,8 +291,9 @@ def export_onnx(
     }
     _set_props(proto, props)
 
-    expected = TorchClassifier(model, calibrated=False).predict_proba(check)
-    got = OnnxClassifier(proto.SerializeToString(), calibrated=False).predict_proba(check)
+    expected = TorchClassifier(model, calibrated=False, tta=False).predict_proba(check)
+    raw = OnnxClassifier(proto.SerializeToString(), calibrated=False, tta=False)
+    got = raw.predict_proba(check)
     max_diff = float(np.abs(got - expected).max()) if len(check) else 0.0
     agreement = float((got.argmax(1) == expected.argmax(1)).mean()) if len(check) else 1.0
     where = f"{check_from}, {len(check)} faces"

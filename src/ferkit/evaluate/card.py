@@ -3,15 +3,15 @@
 The card is what a user reads before trusting a shipped model, so every number in it is
 measured here, by the same code as `ferkit evaluate`, under FER-2013's protocol: the TTA
 mode and the temperature are chosen on PublicTest (val), PrivateTest (test) is reported for
-every mode and never used to choose anything. The card also pins the weight file's sha256,
-the data it was trained on, the training command, hardware and wall time.
+every mode and never used to choose anything. Both choices are stored with the weights and
+every inference backend applies them, so the card's accuracy is what users get. The card
+also pins the weight file's sha256, the data, the training command, hardware and wall time.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import platform
 import time
 from pathlib import Path
 
@@ -19,8 +19,9 @@ import numpy as np
 
 from ferkit.errors import ModelError
 from ferkit.files import sha256_file
+from ferkit.hardware import cpu_summary
+from ferkit.models.temperature import INFERENCE_TTA
 
-TTA_MODES = ("none", "flip")
 CARD_SUFFIX = ".card.json"
 
 
@@ -42,6 +43,17 @@ def crops_per_second(classifier, faces: np.ndarray, batch: int = 64, seconds: fl
             done += batch
         best = max(best, done / (time.perf_counter() - start))
     return best
+
+
+def _trained_on(checkpoint: Path, metrics: dict | None) -> list[str]:
+    """The CPU flags (or GPUs) the run's epochs ran on, from its metrics.csv where it lies
+    beside the checkpoint, else from the checkpoint's last epoch; [] where not recorded."""
+    from ferkit.train.report import read_metrics
+
+    table = checkpoint.parent / "metrics.csv"
+    if table.is_file():
+        return sorted({row.cpu for row in read_metrics(table)} - {""})
+    return [metrics["cpu"]] if (metrics or {}).get("cpu") else []
 
 
 def _scores(metrics: dict) -> dict:
@@ -101,25 +113,28 @@ def ship_model(
             "train_images": sum(store.counts()["train"].values()),
             "clean_summary": store.clean_summary,
         }
-    classifier = TorchClassifier(model, calibrated=False)
+    classifier = TorchClassifier(model, calibrated=False, tta=False)
     val_labels, test_labels = val_labels.astype(np.int64), test_labels.astype(np.int64)
 
     names = checkpoint.class_names
     results, probs = {}, {}
-    for mode in TTA_MODES:
+    for mode in INFERENCE_TTA:
         probs[mode] = (predict_tta(classifier, val_faces, mode),
                        predict_tta(classifier, test_faces, mode))  # fmt: skip
         results[mode] = {
             "val": _scores(classification_metrics(val_labels, probs[mode][0], names)),
             "test": _scores(classification_metrics(test_labels, probs[mode][1], names)),
         }
-    chosen = max(TTA_MODES, key=lambda mode: results[mode]["val"]["accuracy"])
-    temperature = fit_temperature(probs["none"][0], val_labels)
-    test_none = classification_metrics(test_labels, probs["none"][1], names)
+    chosen = max(INFERENCE_TTA, key=lambda mode: results[mode]["val"]["accuracy"])
+    # The shipped model is used with the chosen TTA (every backend applies `metrics["tta"]`),
+    # so its temperature is fitted on, and its calibration reported for, those probabilities.
+    temperature = fit_temperature(probs[chosen][0], val_labels)
     test_chosen = classification_metrics(test_labels, probs[chosen][1], names)
 
     metrics = dict(checkpoint.metrics or {})
-    metrics.update(temperature=temperature, temperature_fitted_on={"split": "val", **store_info})
+    metrics.update(
+        tta=chosen, temperature=temperature, temperature_fitted_on={"split": "val", **store_info}
+    )
     folder = Path(dest) if dest is not None else weights_dir()
     weights = folder / f"{name}.safetensors"
     save_checkpoint(
@@ -146,7 +161,8 @@ def ship_model(
             "config": checkpoint.config,
             "epoch_selected": checkpoint.epoch,
             "selected_on": "val (PublicTest) accuracy",
-            "hardware": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores"
+            "hardware_trained_on": _trained_on(resolve_checkpoint(source), checkpoint.metrics),
+            "hardware_measured_on": cpu_summary()
             + ("" if not torch.cuda.is_available() else f", {torch.cuda.get_device_name()}"),
             "wall_time_s": wall_time_s,
             "data": store_info,
@@ -156,13 +172,14 @@ def ship_model(
             "reported for every mode, never used for a choice",
             "by_tta": results,
             "tta_chosen_on_val": chosen,
+            "tta_applied_by_default": chosen,  # by Recognizer, predict, serve, every backend
             "test_accuracy": results[chosen]["test"]["accuracy"],
             "test_macro_f1": results[chosen]["test"]["macro_f1"],
             "test_per_class_recall": {k: v["recall"] for k, v in test_chosen["per_class"].items()},
             "temperature": temperature,
-            "test_ece_before": test_none["ece"],
+            "test_ece_before": test_chosen["ece"],
             "test_ece_after": expected_calibration_error(
-                apply_temperature(probs["none"][1], temperature), test_labels
+                apply_temperature(probs[chosen][1], temperature), test_labels
             ),
             "torch_crops_per_s_batch64_2threads": crops_per_second(classifier, test_faces),
         },

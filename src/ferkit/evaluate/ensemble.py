@@ -97,7 +97,9 @@ def _member_name(spec: str) -> str:
 def load_member(spec: str | Path, device: str = "cpu", batch_size: int = 256) -> Member:
     """A member from a run folder, checkpoint, ONNX file or shipped model name."""
     spec = str(spec)
-    classifier = load_classifier(spec, device=device, batch_size=batch_size, calibrated=False)
+    classifier = load_classifier(
+        spec, device=device, batch_size=batch_size, calibrated=False, tta=False
+    )
     meta = getattr(getattr(classifier, "model", None), "ferkit", None)
     path = Path(spec)
     return Member(

@@ -3,8 +3,9 @@
 The recognition pipeline only needs `predict_proba(faces) -> (N, C)` plus the class names
 and the `Preprocessing` the model was trained with. Both backends apply the temperature
 stored with the model (fitted on val by `ferkit evaluate`) unless asked for raw
-probabilities (`calibrated=False`, which evaluation uses because it fits T itself); the
-label never changes, only how confident the probabilities claim to be. PyTorch and ONNX
+probabilities (`calibrated=False`, which evaluation uses because it fits T itself), and the
+test-time augmentation `ferkit ship` chose for it (flip: the face and its mirror averaged)
+unless asked not to (`tta=False`, for evaluation, which applies TTA itself). PyTorch and ONNX
 Runtime implement the same protocol behind `load_classifier`, so detection, tracking,
 smoothing and outputs do not care which one runs.
 """
@@ -17,7 +18,12 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 
 from ferkit.errors import ModelError
-from ferkit.models.temperature import apply_temperature, checkpoint_temperature
+from ferkit.models.temperature import (
+    apply_temperature,
+    checkpoint_temperature,
+    checkpoint_tta,
+    flip_average,
+)
 from ferkit.preprocess import Preprocessing, normalize
 
 BACKENDS = ("auto", "torch", "onnx")
@@ -42,7 +48,9 @@ class TorchClassifier:
     Faces are normalised on the model's device and run in chunks of `batch_size`.
     """
 
-    def __init__(self, model, batch_size: int = 256, calibrated: bool = True) -> None:
+    def __init__(
+        self, model, batch_size: int = 256, calibrated: bool = True, tta: bool = True
+    ) -> None:
         import torch
 
         meta = getattr(model, "ferkit", None)
@@ -56,15 +64,20 @@ class TorchClassifier:
         self.preprocessing: Preprocessing = meta.preprocessing
         self.batch_size = batch_size
         self.temperature = checkpoint_temperature(meta.metrics) if calibrated else None
+        self.tta = checkpoint_tta(meta.metrics) if tta else "none"
         first = next(model.parameters(), None)
         self.device = first.device if first is not None else torch.device("cpu")
         self._torch = torch
 
     def predict_proba(self, faces: np.ndarray) -> np.ndarray:
-        torch = self._torch
         faces = np.ascontiguousarray(faces, dtype=np.uint8)
         if faces.ndim != 3:
             raise ValueError(f"expected faces of shape (N, H, W), got {faces.shape}")
+        probs = flip_average(self._raw, faces) if self.tta == "flip" else self._raw(faces)
+        return _calibrate(probs, self.temperature)
+
+    def _raw(self, faces: np.ndarray) -> np.ndarray:
+        torch = self._torch
         out = np.zeros((len(faces), len(self.class_names)), dtype=np.float32)
         with torch.inference_mode():
             for start in range(0, len(faces), self.batch_size):
@@ -72,7 +85,7 @@ class TorchClassifier:
                 logits = self.model(normalize(chunk, self.preprocessing))
                 probs = torch.softmax(logits.float(), dim=1)
                 out[start : start + len(chunk)] = probs.cpu().numpy()
-        return _calibrate(out, self.temperature)
+        return out
 
 
 def _calibrate(probs: np.ndarray, temperature: float | None) -> np.ndarray:
@@ -87,13 +100,15 @@ def load_classifier(
     batch_size: int = 256,
     backend: str = "auto",
     calibrated: bool = True,
+    tta: bool = True,
 ) -> Classifier:
     """A `Classifier` from a shipped model name, a checkpoint file or run folder, an
     exported .onnx file, a loaded model or a ready classifier.
 
     backend: "auto" (ONNX Runtime for .onnx files, PyTorch otherwise), "torch", or "onnx"
     (a .onnx file, or the `ferkit export` output beside a checkpoint or shipped model:
-    `best.pt` → `best.onnx`). calibrated: apply the model's stored temperature.
+    `best.pt` → `best.onnx`). calibrated: apply the model's stored temperature; tta: its
+    stored test-time augmentation.
     """
     if isinstance(model, Classifier):
         return model
@@ -103,7 +118,7 @@ def load_classifier(
         exported = _onnx_file(model, backend)
         if exported is not None:
             return OnnxClassifier(
-                exported, device=device, batch_size=batch_size, calibrated=calibrated
+                exported, device=device, batch_size=batch_size, calibrated=calibrated, tta=tta
             )
         from ferkit.models.checkpoint import load_model
 
@@ -111,7 +126,7 @@ def load_classifier(
     if backend == "onnx":
         raise ModelError("the onnx backend needs a .onnx file, a checkpoint path or a model name")
     if hasattr(model, "parameters"):
-        return TorchClassifier(model, batch_size=batch_size, calibrated=calibrated)
+        return TorchClassifier(model, batch_size=batch_size, calibrated=calibrated, tta=tta)
     raise ModelError(f"cannot use {type(model).__name__} as an emotion classifier")
 
 
@@ -132,7 +147,9 @@ def _onnx_file(model: str | Path, backend: str) -> Path | None:
     return exported
 
 
-def matching_export(model: str | Path, batch_size: int = 256, calibrated: bool = True):
+def matching_export(
+    model: str | Path, batch_size: int = 256, calibrated: bool = True, tta: bool = True
+):
     """The fp32 `ferkit export` beside a checkpoint or shipped model as an `OnnxClassifier`,
     where onnxruntime is installed and the export was made from exactly these weights (its
     recorded sha256: an export left from before retraining is not used); else None.
@@ -153,7 +170,7 @@ def matching_export(model: str | Path, batch_size: int = 256, calibrated: bool =
     if not exported.is_file():
         return None
     try:
-        classifier = OnnxClassifier(exported, batch_size=batch_size, calibrated=calibrated)
+        classifier = OnnxClassifier(exported, batch_size=batch_size, calibrated=calibrated, tta=tta)
     except ModelError:  # not a ferkit export, or one this onnxruntime cannot run
         return None
     made_from = classifier.metadata.get("source_sha256")
@@ -178,6 +195,7 @@ class OnnxClassifier:
         batch_size: int = 256,
         threads: int | None = None,
         calibrated: bool = True,
+        tta: bool = True,
     ) -> None:
         import json
 
@@ -208,17 +226,22 @@ class OnnxClassifier:
         self.batch_size = batch_size
         stored = checkpoint_temperature(self.metadata.get("metrics"))
         self.temperature = stored if calibrated else None
+        self.tta = checkpoint_tta(self.metadata.get("metrics")) if tta else "none"
 
     def predict_proba(self, faces: np.ndarray) -> np.ndarray:
         faces = np.ascontiguousarray(faces, dtype=np.uint8)
         size = self.preprocessing.size
         if faces.ndim != 3 or faces.shape[1:] != (size, size):
             raise ValueError(f"expected faces of shape (N, {size}, {size}), got {faces.shape}")
+        probs = flip_average(self._raw, faces) if self.tta == "flip" else self._raw(faces)
+        return _calibrate(probs, self.temperature)
+
+    def _raw(self, faces: np.ndarray) -> np.ndarray:
         out = np.zeros((len(faces), len(self.class_names)), dtype=np.float32)
         for start in range(0, len(faces), self.batch_size):
             chunk = faces[start : start + self.batch_size]
             out[start : start + len(chunk)] = self.session.run(None, {"faces": chunk})[0]
-        return _calibrate(out, self.temperature)
+        return out
 
 
 def _onnx_providers(device: str, available: list[str]) -> list:

@@ -1,9 +1,11 @@
-"""The temperature a model was calibrated with, and how it rescales probabilities.
+"""What a model's probabilities go through at inference: its temperature and its TTA.
 
 Temperature scaling divides the logits by one scalar T (fitted on val by `ferkit evaluate`,
 see `ferkit.evaluate.calibration`) and keeps it in the checkpoint's `metrics["temperature"]`
-(and an ONNX export's metadata). Applying it lives here, below `infer/`, so a deployed
-recognizer returns calibrated probabilities without carrying the evaluation code.
+(and an ONNX export's metadata). `ferkit ship` also records the test-time augmentation it
+chose on val (`metrics["tta"]`: "flip" averages each face with its mirror image), so the
+shipped accuracy is the one `Recognizer`, `predict` and `serve` deliver. Both live here,
+below `infer/`, so a deployed recognizer follows them without carrying the evaluation code.
 """
 
 from __future__ import annotations
@@ -33,3 +35,19 @@ def checkpoint_temperature(metrics: dict | None) -> float | None:
     """The temperature stored in a checkpoint's metrics, or None if it was never fitted."""
     value = (metrics or {}).get("temperature")
     return float(value) if value is not None else None
+
+
+INFERENCE_TTA = ("none", "flip")  # what a backend applies by itself (ten-crop costs 10×)
+
+
+def checkpoint_tta(metrics: dict | None) -> str:
+    """The test-time augmentation a shipped model is used with ("none" if never chosen)."""
+    value = str((metrics or {}).get("tta") or "none")
+    return value if value in INFERENCE_TTA else "none"
+
+
+def flip_average(predict, faces: np.ndarray) -> np.ndarray:
+    """Mean of `predict` over (N, H, W) faces and their mirror images, in one call."""
+    mirrored = np.ascontiguousarray(faces[:, :, ::-1])
+    both = predict(np.concatenate([faces, mirrored]))
+    return ((both[: len(faces)] + both[len(faces) :]) / 2).astype(np.float32)

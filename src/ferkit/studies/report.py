@@ -10,13 +10,12 @@ are written to a temporary name and renamed.
 from __future__ import annotations
 
 import json
-import os
-import platform
 import time
 from pathlib import Path
 
 from ferkit.evaluate.report import atomic_text
 from ferkit.files import atomic_path
+from ferkit.hardware import cpu_summary
 
 
 def shipped_rows() -> list[dict]:
@@ -174,7 +173,7 @@ def write_report(
         "# The original studies, reproduced by ferkit on FER-2013",
         "",
         f"Command: `{command or 'ferkit studies run'}`  ",
-        f"Data: `{data}`; machine: {platform.machine()}, {os.cpu_count()} CPU cores, "
+        f"Data: `{data}`; machine: {cpu_summary()}, "
         f"device {', '.join(sorted({r['device'] for r in trained})) or '—'}; "
         f"total wall time {_time(total)}; written {time.strftime('%Y-%m-%d %H:%M %Z')}.",
         "",

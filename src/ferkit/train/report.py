@@ -29,6 +29,7 @@ class EpochStats:
     val_acc: float
     images_per_s: float
     seconds: float
+    cpu: str = ""  # the CPU's relevant flags (ferkit.hardware): a resumed run may change CPU
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -59,13 +60,18 @@ def write_metrics(history: list[EpochStats], path: Path) -> None:
     _atomic_write(Path(path), write)
 
 
+def _column(key: str, value: str):
+    if key == "cpu":
+        return value
+    return int(value) if key == "epoch" else float(value)
+
+
 def read_metrics(path: str | Path) -> list[EpochStats]:
     """The epochs of a metrics.csv (for plots and reports)."""
     with open(path, newline="") as handle:
         rows = list(csv.DictReader(handle))
     return [
-        EpochStats(**{k: (int(v) if k == "epoch" else float(v)) for k, v in row.items()})
-        for row in rows
+        EpochStats(**{k: _column(k, v) for k, v in row.items() if k in COLUMNS}) for row in rows
     ]
 
 

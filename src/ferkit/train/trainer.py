@@ -31,6 +31,7 @@ from ferkit.data.augment import Augmenter
 from ferkit.data.loader import BatchIterator, load_split
 from ferkit.data.targets import selection_labels
 from ferkit.errors import ConfigError
+from ferkit.hardware import cpu_flags
 from ferkit.models.checkpoint import load_checkpoint, save_checkpoint
 from ferkit.models.registry import create_model
 from ferkit.train import distributed as D
@@ -473,6 +474,7 @@ class _Run:
                     val_acc,
                     rate,
                     time.perf_counter() - started,
+                    cpu_flags() if ctx.device.type == "cpu" else torch.cuda.get_device_name(),
                 )
                 self.history.append(stats)
                 self._save(stats, improved)
