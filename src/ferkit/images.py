@@ -39,8 +39,11 @@ def image_size(data: bytes | BinaryIO, name: str, max_pixels: int = MAX_PIXELS) 
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             with Image.open(file) as header:
                 width, height = header.size
-    except Image.DecompressionBombError as error:  # Pillow's own, far higher, limit
-        raise ImageTooLarge(f"{name}: {error}") from None
+    except Image.DecompressionBombError:  # over Pillow's own, far higher, limit
+        raise ImageTooLarge(
+            f"{name}: image header declares more than {2 * Image.MAX_IMAGE_PIXELS / 1e6:.0f} "
+            f"megapixels (a decompression bomb), over the {max_pixels / 1e6:.1f} megapixel limit"
+        ) from None
     except Exception as error:  # Pillow raises several unrelated types for non-images
         raise SourceError(f"{name}: not a readable image ({type(error).__name__})") from None
     finally:

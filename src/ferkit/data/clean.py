@@ -25,7 +25,8 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from ferkit.data.sources import RawItem
-from ferkit.errors import DataError
+from ferkit.errors import DataError, ImageTooLarge, SourceError
+from ferkit.images import decode_image
 from ferkit.preprocess import FER_SIZE, resize_gray, to_gray
 
 log = logging.getLogger(__name__)
@@ -54,16 +55,15 @@ class CleanOptions:
             raise DataError(f"drop_in must be 'train' or 'all', got {self.drop_in!r}")
 
 
-def decode(item: RawItem) -> np.ndarray | None:
-    """Decoded pixels of an item, or None when they cannot be decoded (or are truncated)."""
-    import cv2
-
+def decode(item: RawItem) -> np.ndarray:
+    """Decoded pixels of an item, as stored (`SourceError` when they cannot be decoded or
+    are truncated; `ImageTooLarge` when the header declares more than
+    `ferkit.images.MAX_PIXELS`, checked before any pixel is decoded)."""
     if isinstance(item.payload, np.ndarray):
         return item.payload
-    data = item.payload
-    if not data or looks_truncated(data):
-        return None
-    return cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    if looks_truncated(item.payload):
+        raise SourceError(f"{item.source_id}: truncated")
+    return decode_image(item.payload, item.source_id, unchanged=True)
 
 
 def looks_truncated(data: bytes) -> bool:
@@ -102,11 +102,17 @@ class Cleaner:
     def add(self, item: RawItem) -> None:
         """Decode one item; drop it if undecodable, convert or drop it if wrongly sized."""
         self.read += 1
-        pixels = decode(item)
-        if pixels is None or pixels.size == 0:
+        try:
+            pixels = decode(item)
+        except SourceError as error:
+            too_large = isinstance(error, ImageTooLarge)
             if not self.options.drop_undecodable:
-                raise DataError(f"{item.source_id}: cannot decode the image (corrupt or truncated)")
-            self._removed.append(self._entry(item.source_id, item.split, "undecodable"))
+                reason = f"{item.source_id}: cannot decode the image (corrupt or truncated)"
+                raise DataError(str(error) if too_large else reason) from None
+            if too_large:
+                log.warning("dropped %s", error)
+            entry = self._entry(item.source_id, item.split, "undecodable", detail=str(error))
+            self._removed.append(entry)
             return
         if pixels.shape != (FER_SIZE, FER_SIZE) or pixels.dtype != np.uint8:
             shape = list(pixels.shape)
@@ -172,7 +178,7 @@ class Cleaner:
         return self.options.drop_in == "all" or self._splits[i] in (0, None)
 
     def _blank(self, images: np.ndarray, keep: np.ndarray) -> None:
-        flat = images.reshape(len(images), -1).astype(np.float32)
+        flat = images.reshape(len(images), FER_SIZE * FER_SIZE).astype(np.float32)
         for i in np.flatnonzero(flat.std(axis=1) < self.options.blank_std):
             entry = self._entry(self._ids[i], self._splits[i], "blank", value=int(flat[i].mean()))
             if self.options.drop_blank and self._may_drop(i):

@@ -22,7 +22,7 @@ from ferkit.data.ferplus import join_votes, read_votes
 from ferkit.data.sources import SourceReader
 from ferkit.data.store import SPLITS, write_store
 from ferkit.errors import DataError
-from ferkit.files import atomic_path
+from ferkit.files import atomic_path, check_writable
 
 log = logging.getLogger(__name__)
 
@@ -89,6 +89,7 @@ def prepare(
         raise DataError(f"{out} already exists; pass --force (force=True) to overwrite it")
     if not 0.0 <= val_fraction < 1.0:
         raise DataError(f"val_fraction must lie in [0, 1), got {val_fraction}")
+    check_writable(out)  # a read-only folder fails now, not after the whole source is read
     votes = read_votes(ferplus) if ferplus is not None else None
     reader = SourceReader(source, class_map)
     cleaner = Cleaner(clean)

@@ -15,10 +15,10 @@ the file and row, because no cleaning can recover a row whose meaning is unknown
 
 from __future__ import annotations
 
-import codecs
 import csv
 import hashlib
 import io
+import itertools
 import os
 import tarfile
 import warnings
@@ -42,6 +42,10 @@ FOLDER_SPLITS = {
 }  # fmt: skip
 USAGE_SPLITS = {"training": 0, "publictest": 1, "privatetest": 2}
 CSV_PIXELS = 48 * 48
+MAX_CSV_LINE = 2**20  # bytes; a FER-2013 row is ~9 kB
+# bytes of one image file or archive member; FER-2013's are ~2 kB, and a 64 MiB cap keeps
+# a 1 GB member of a 1 MB zip (a zip bomb) out of memory
+MAX_MEMBER_BYTES = 64 * 2**20
 FER2013_ENV = "FERKIT_FER2013"
 
 
@@ -110,9 +114,37 @@ def source_kind(path: Path) -> str:
     )
 
 
+def text_lines(stream, name: str) -> Iterator[str]:
+    """The lines of a binary CSV stream as text, each read with a length cap: a file that is
+    not UTF-8, or a "line" of a gigabyte (a bomb, or not a CSV at all), is a `DataError`
+    naming the file and row instead of a traceback or an exhausted memory."""
+    for row_number in itertools.count(1):
+        line = stream.readline(MAX_CSV_LINE + 1)
+        if not line:
+            return
+        if len(line) > MAX_CSV_LINE:
+            raise DataError(
+                f"{name} row {row_number}: line longer than the {MAX_CSV_LINE:,}-byte limit "
+                f"(a FER-2013 row is about 9 kB)"
+            )
+        try:
+            yield line.decode("utf-8-sig" if row_number == 1 else "utf-8")
+        except UnicodeDecodeError as error:
+            raise DataError(
+                f"{name} row {row_number}: not UTF-8 text (byte {line[error.start]:#04x} at "
+                f"column {error.start + 1}); save the CSV as UTF-8"
+            ) from None
+
+
 def iter_csv(lines, name: str) -> Iterator[RawItem]:
     """Rows of a FER-2013 CSV (text lines) as items; row numbers count the header as 1."""
-    reader = csv.reader(lines)
+    try:
+        yield from _iter_csv(csv.reader(lines), name)
+    except csv.Error as error:  # e.g. a field over csv.field_size_limit(), a stray NUL
+        raise DataError(f"{name}: malformed CSV ({error})") from None
+
+
+def _iter_csv(reader, name: str) -> Iterator[RawItem]:
     header = next(reader, None)
     if header is None:
         raise DataError(f"{name}: empty CSV (no header)")
@@ -202,6 +234,21 @@ def item_for_image_path(
     return RawItem(relpath, split, EMOTIONS.index(emotion), payload)
 
 
+def read_capped(stream, where: str, declared: int) -> bytes:
+    """All the bytes of one image file or member, refusing (DataError naming it and the
+    limit) one declared, or found while reading, to be over `MAX_MEMBER_BYTES`."""
+    size = declared
+    if size <= MAX_MEMBER_BYTES:
+        data = stream.read(MAX_MEMBER_BYTES + 1)
+        size = len(data)
+    if size > MAX_MEMBER_BYTES:
+        raise DataError(
+            f"{where}: {size:,} bytes, over the {MAX_MEMBER_BYTES:,}-byte limit for one image "
+            f"(FER-2013 images are ~2 kB; a huge member is a zip bomb or not a face image)"
+        )
+    return data
+
+
 def is_hidden(path: PurePosixPath) -> bool:
     """Hidden files and macOS archive debris (__MACOSX, ._name) are not images."""
     return any(p.startswith(".") or p == "__MACOSX" for p in path.parts)
@@ -237,26 +284,25 @@ class SourceReader:
             reader = HashingReader(raw, on_read)
             stream = io.BufferedReader(reader, buffer_size=1 << 20)
             if self.kind == "csv":
-                text = io.TextIOWrapper(stream, newline="")
-                yield from iter_csv(text, self.path.name)
-                text.detach()
+                yield from iter_csv(text_lines(stream, self.path.name), self.path.name)
             else:
                 yield from self._tar_items(stream)
             stream.read()  # hash to the end, whatever the reader left unread
             self.sha256 = reader.sha256.hexdigest()
 
-    def _handle_member(self, name: str, read) -> Iterator[RawItem]:
-        lower = name.lower()
-        if lower.endswith(".csv") and not is_hidden(PurePosixPath(name)):
+    def _handle_member(self, name: str, size: int, read) -> Iterator[RawItem]:
+        """Items of one archive member of declared `size` bytes; `read()` opens it."""
+        where = f"{self.path.name}:{name}"
+        if name.lower().endswith(".csv") and not is_hidden(PurePosixPath(name)):
             with read() as member:  # archive members are not seekable: decode line by line
-                yield from iter_csv(codecs.iterdecode(member, "utf-8"), f"{self.path.name}:{name}")
+                yield from iter_csv(text_lines(member, where), where)
             return
         item = item_for_image_path(name, b"", self.class_map)
         if item is None:
             self.skipped.append(name)
             return
         with read() as member:
-            item.payload = member.read()
+            item.payload = read_capped(member, where, size)
         yield item
 
     def _tar_items(self, stream) -> Iterator[RawItem]:
@@ -265,7 +311,7 @@ class SourceReader:
                 for member in archive:
                     if member.isfile():
                         yield from self._handle_member(
-                            member.name, lambda m=member: archive.extractfile(m)
+                            member.name, member.size, lambda m=member: archive.extractfile(m)
                         )
         except (tarfile.TarError, EOFError, OSError) as error:
             raise DataError(f"{self.path}: unreadable archive ({error})") from None
@@ -278,7 +324,7 @@ class SourceReader:
                         on_read(info.compress_size)
                     if not info.is_dir():
                         yield from self._handle_member(
-                            info.filename, lambda i=info: archive.open(i)
+                            info.filename, info.file_size, lambda i=info: archive.open(i)
                         )
         except (zipfile.BadZipFile, OSError) as error:
             raise DataError(f"{self.path}: unreadable zip archive ({error})") from None
@@ -289,15 +335,19 @@ class SourceReader:
         for file in files:
             rel = file.relative_to(self.path).as_posix()
             if rel.lower().endswith(".csv") and not is_hidden(PurePosixPath(rel)):
-                digest.update(rel.encode() + file.read_bytes())
-                with open(file, newline="") as text:
-                    yield from iter_csv(text, rel)
+                digest.update(rel.encode())
+                with open(file, "rb") as raw:
+                    for chunk in iter(lambda: raw.read(1 << 20), b""):
+                        digest.update(chunk)
+                    raw.seek(0)
+                    yield from iter_csv(text_lines(raw, rel), rel)
                 continue
             item = item_for_image_path(rel, b"", self.class_map)
             if item is None:
                 self.skipped.append(rel)
                 continue
-            item.payload = file.read_bytes()
+            with open(file, "rb") as raw:
+                item.payload = read_capped(raw, rel, file.stat().st_size)
             digest.update(rel.encode() + item.payload)
             if on_read:
                 on_read(len(item.payload))

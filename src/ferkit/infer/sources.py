@@ -20,7 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ferkit.errors import SourceError
+from ferkit.errors import ImageTooLarge, SourceError
+from ferkit.images import decode_image
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +29,7 @@ IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".p
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".gif"}
 STREAM_SCHEMES = ("rtsp://", "rtmp://", "udp://", "tcp://")
 DEFAULT_FPS = 30.0
+MAX_DOWNLOAD_BYTES = 256 * 2**20  # an image URL's body; no photo is this large
 
 
 @dataclass
@@ -59,18 +61,25 @@ class Source:
 
 
 def read_image(path: str | Path) -> np.ndarray:
-    """Decode an image file to BGR uint8; `SourceError` naming the file if that fails."""
-    import cv2
-
+    """Decode an image file to BGR uint8; `SourceError` naming the file if that fails, and
+    `ImageTooLarge` if its header declares more than `ferkit.images.MAX_PIXELS`."""
     path = Path(path)
     try:
-        data = np.fromfile(path, dtype=np.uint8)
+        data = path.read_bytes()
     except OSError as error:
         raise SourceError(f"cannot read image {path}: {error.strerror or error}") from error
-    image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
-    if image is None:
-        raise SourceError(f"cannot decode image {path}: not a supported image or corrupt")
-    return image
+    return _decoded(data, str(path), f"cannot decode image {path}")
+
+
+def _decoded(data: bytes, name: str, failure: str) -> np.ndarray:
+    """`ferkit.images.decode_image`, with `failure` as the message of an undecodable image
+    (too large keeps its own message, which names the limit)."""
+    try:
+        return decode_image(data, name)
+    except ImageTooLarge:
+        raise
+    except SourceError:
+        raise SourceError(f"{failure}: not a supported image or corrupt") from None
 
 
 def load_source(source, camera: int | None = None, download_dir: str | Path | None = None):
@@ -192,17 +201,14 @@ def _from_capture(capture, name: str, live: bool) -> Source:
 def _fetch_image(url: str) -> np.ndarray:
     import urllib.request
 
-    import cv2
-
     try:
         with urllib.request.urlopen(url, timeout=30) as response:  # noqa: S310 (user's URL)
-            data = np.frombuffer(response.read(), dtype=np.uint8)
+            data = response.read(MAX_DOWNLOAD_BYTES + 1)
     except OSError as error:
         raise SourceError(f"cannot download image {url}: {error}") from error
-    image = cv2.imdecode(data, cv2.IMREAD_COLOR)
-    if image is None:
-        raise SourceError(f"cannot decode image downloaded from {url}")
-    return image
+    if len(data) > MAX_DOWNLOAD_BYTES:
+        raise SourceError(f"{url}: image larger than the {MAX_DOWNLOAD_BYTES:,}-byte limit")
+    return _decoded(data, url, f"cannot decode image downloaded from {url}")
 
 
 def download_video(url: str, folder: str | Path | None = None) -> str:
