@@ -51,6 +51,19 @@ def test_per_class_and_averages(metrics):
     assert "precision" in metrics["classification_report"]
 
 
+def test_macro_averages_cover_the_classes_present_and_say_which(recwarn):
+    """A folder without any 'c' faces: macro-F1 is the mean over a and b, not a zero for c
+    averaged in, and sklearn has nothing to warn about."""
+    labels, probs = LABELS[:4], PROBS[:4]  # a a | b c: c is predicted once, never true
+    result = classification_metrics(labels, probs, NAMES, bootstrap=20)
+    assert result["macro"]["classes"] == ["a", "b"]
+    # a: P 1, R 1, F1 1; b: P 1 (its one prediction is right), R 0.5, F1 2/3
+    assert result["macro"]["f1"] == pytest.approx((1 + 2 / 3) / 2)
+    assert result["balanced_accuracy"] == pytest.approx((1 + 0.5) / 2)
+    assert result["per_class"]["c"]["support"] == 0  # still listed
+    assert not [w for w in recwarn if "sklearn" in str(w.filename)]
+
+
 def test_confusion_and_most_confused(metrics):
     assert metrics["confusion"] == [[2, 0, 0], [0, 1, 1], [0, 1, 1]]
     pairs = metrics["most_confused"]

@@ -5,7 +5,9 @@ interval, balanced accuracy, top-2 accuracy, macro and weighted precision/recall
 per-class precision/recall/F1/support, the classification report, the confusion matrix,
 the most-confused pairs, negative log-likelihood and expected calibration error with its
 reliability bins. Every class of the model is listed even when a split lacks it, so
-reports of different splits and folders line up.
+reports of different splits and folders line up; macro averages (and balanced accuracy, the
+macro recall) are taken over the classes present in the labels, named in `macro.classes`,
+so a folder without, say, neutral faces is not marked down by a zero for a class it lacks.
 """
 
 from __future__ import annotations
@@ -82,7 +84,6 @@ def classification_metrics(
     """Every metric of one set of predictions (see the module docstring)."""
     from sklearn.metrics import (
         accuracy_score,
-        balanced_accuracy_score,
         classification_report,
         confusion_matrix,
         log_loss,
@@ -105,17 +106,17 @@ def classification_metrics(
     precision, recall, f1, support = precision_recall_fscore_support(
         labels, pred, labels=classes, zero_division=0
     )
+    present = np.unique(labels).tolist()
     averages = {}
-    for average in ("macro", "weighted"):
+    for average, over in (("macro", present), ("weighted", classes)):
         p, r, f, _ = precision_recall_fscore_support(
-            labels, pred, labels=classes, average=average, zero_division=0
+            labels, pred, labels=over, average=average, zero_division=0
         )
         averages[average] = {"precision": float(p), "recall": float(r), "f1": float(f)}
+    averages["macro"]["classes"] = [names[i] for i in present]
     confusion = confusion_matrix(labels, pred, labels=classes)
-    present = np.unique(labels)
-    balanced = (  # sklearn's balanced accuracy is the mean recall over the classes present
-        float(balanced_accuracy_score(labels, pred)) if len(present) > 1 else float("nan")
-    )
+    # balanced accuracy: the mean recall over the classes present (sklearn's definition)
+    balanced = averages["macro"]["recall"] if len(present) > 1 else float("nan")
     top2 = float(top_k_accuracy_score(labels, probs, k=2, labels=classes)) if k > 2 else 1.0
     accuracy = float(accuracy_score(labels, pred))
     lo, hi = bootstrap_accuracy_ci(pred == labels, bootstrap, seed)

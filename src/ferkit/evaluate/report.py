@@ -171,6 +171,10 @@ def render_markdown(report: dict) -> str:
         lines.append(_metric_row(row["name"], row, f"{row['crops_per_s']:,.0f}"))
     if report["ensemble"]:
         lines.append(_metric_row("**ensemble**", report["ensemble"], "–"))
+    present = head["metrics"]["macro"].get("classes", [])
+    if present and len(present) < len(head["metrics"]["per_class"]):
+        lines += ["", f"Macro averages and balanced accuracy are over the {len(present)} "
+                  f"classes present in the labels: {', '.join(present)}."]  # fmt: skip
     proto = report["protocol"]
     lines += ["", "## Protocol", "", f"- reported on: {proto['reported_on']}"]
     lines.append(
