@@ -149,6 +149,35 @@ class TrainConfig:
         return dataclasses.asdict(self)
 
 
+# Numeric ranges, checked at load with the key named, so `--lr -0.01` or
+# `label_smoothing=2` fails before a run folder exists. Every number must be finite and
+# >= 0; augmentation probabilities (`*_p`, `hflip`, `vflip`) lie in [0, 1]; these are tighter.
+RANGES = {
+    "epochs": "[1, inf)", "batch_size": "[1, inf)", "eval_batch_size": "[1, inf)",
+    "label_smoothing": "[0, 1)", "ema_decay": "[0, 1)", "data.label_blend": "[0, 1]",
+    "optim.lr": "(0, inf)", "optim.momentum": "[0, 1)", "optim.beta1": "[0, 1)",
+    "optim.beta2": "[0, 1)", "optim.eps": "(0, inf)",
+    "sched.min_lr_ratio": "[0, 1]", "sched.pct_start": "(0, 1)", "sched.div_factor": "(0, inf)",
+    "sched.final_div_factor": "(0, inf)", "sched.step_size": "[1, inf)",
+    "sched.gamma": "(0, 1]", "sched.factor": "(0, 1)",
+    "augment.resized_crop_scale": "(0, 1]", "augment.erase_max_area": "[0, 1]",
+    "augment.rotate": "[0, 180]", "augment.shear": "[0, 90)", "augment.shift": "[0, 1)",
+    "augment.zoom": "[0, 1)", "augment.brightness": "[0, 1]", "augment.contrast": "[0, 1]",
+}  # fmt: skip
+
+
+def _check_range(key: str, value: float) -> None:
+    """ConfigError naming `key` when `value` lies outside its range (see RANGES)."""
+    name = key.rpartition(".")[2]
+    probability = key.startswith("augment.") and (name.endswith("_p") or name in ("hflip", "vflip"))
+    spec = RANGES.get(key, "[0, 1]" if probability else "[0, inf)")
+    low, high = (float(bound) for bound in spec[1:-1].split(","))
+    above = value > low if spec[0] == "(" else value >= low
+    below = value < high if spec[-1] == ")" else value <= high
+    if not (above and below):
+        raise ConfigError(f"config {key}={value!r} is out of range: it must lie in {spec}")
+
+
 def _closest(key: str, valid: list[str], prefix: str) -> str:
     match = difflib.get_close_matches(key, valid, n=1, cutoff=0.5)
     hint = f"; did you mean {prefix + match[0]!r}?" if match else ""
@@ -198,6 +227,8 @@ def _build(cls: type, data: dict, prefix: str = ""):
             raise ConfigError(
                 f"config {prefix}{key}={values[key]!r} is not one of {', '.join(choices)}"
             )
+        if isinstance(values[key], int | float) and not isinstance(values[key], bool):
+            _check_range(f"{prefix}{key}", values[key])
     return cls(**values)
 
 
