@@ -284,3 +284,28 @@ def test_demo_model_choice_says_what_it_uses(tmp_path, monkeypatch):
     chosen = choose_model(runs=tmp_path)
     assert chosen.trained and "better" in chosen.description and "55.0%" in chosen.description
     assert "NO SHIPPED WEIGHTS" in chosen.description
+
+
+def test_probability_panels_of_close_faces_do_not_cover_each_other_or_faces():
+    from ferkit.infer.results import _covered, _draw_bars
+
+    canvas = np.zeros((480, 640, 3), np.uint8)
+    faces = [Face.from_probs(box, np.full(7, 1 / 7), EMOTIONS) for box in
+             ((200, 150, 90, 90), (300, 150, 90, 90))]  # fmt: skip
+    taken = [f.box for f in faces]
+    for face in faces:
+        panel = _draw_bars(canvas, face, 0.6, taken)
+        assert _covered(panel, taken) == 0
+        taken.append(panel)
+
+
+def test_timeline_of_a_one_frame_track_and_a_long_one(tmp_path):
+    from ferkit.infer.writers import TrackStats, plot_timeline
+
+    stats = TrackStats(EMOTIONS)
+    for i in range(20):
+        faces = [Face.from_probs((0, 0, 50, 50), np.full(7, 1 / 7), EMOTIONS, 1)]
+        if i == 7:
+            faces.append(Face.from_probs((100, 0, 50, 50), np.eye(7)[3], EMOTIONS, 2))
+        stats.add(FrameResult(i, i / 10, faces))
+    assert plot_timeline(stats, tmp_path / "timeline.png").stat().st_size > 0

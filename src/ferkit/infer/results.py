@@ -143,6 +143,7 @@ def draw_faces(image: np.ndarray, faces: Sequence[Face], fps: float | None = Non
     scale = max(0.45, min(canvas.shape[:2]) / 800)
     thick = max(1, int(round(2 * scale)))
     font = cv2.FONT_HERSHEY_SIMPLEX
+    taken = [tuple(face.box) for face in faces]  # panels avoid every face and each other
     for face in faces:
         x, y, w, h = face.box
         color = COLORS.get(face.label, (0, 255, 0))
@@ -153,24 +154,30 @@ def draw_faces(image: np.ndarray, faces: Sequence[Face], fps: float | None = Non
         ty = y - base - 2 if y - th - base - 2 >= 0 else y + h + th + 2
         cv2.rectangle(canvas, (x, ty - th - 2), (x + tw + 2, ty + base), color, -1)
         cv2.putText(canvas, text, (x + 1, ty), font, scale, (0, 0, 0), thick, cv2.LINE_AA)
-        _draw_bars(canvas, face, scale)
+        taken.append(_draw_bars(canvas, face, scale, taken))
     if fps is not None:
         cv2.putText(canvas, f"{fps:.1f} fps", (8, int(30 * scale) + 4), font, scale, (0, 255, 0),
                     thick, cv2.LINE_AA)  # fmt: skip
     return canvas
 
 
-def _draw_bars(canvas: np.ndarray, face: Face, scale: float) -> None:
-    """Seven probability bars with names on a dark panel, right of the box (left if no room)."""
+def _draw_bars(canvas: np.ndarray, face: Face, scale: float, taken) -> tuple:
+    """Seven probability bars with names on a dark panel beside the box: right of it, else
+    left, below or above, whichever place in the image covers the least of the boxes and
+    panels in `taken` (faces close together would otherwise hide each other's bars).
+    Returns the panel's (x, y, w, h)."""
     import cv2
 
     font, font_scale = cv2.FONT_HERSHEY_SIMPLEX, 0.8 * scale
     (name_w, name_h), _ = cv2.getTextSize("surprise", font, font_scale, 1)
     row, bar = name_h + 6, int(round(70 * scale))
     width, height = name_w + bar + 10, row * len(face.probs) + 4
-    x, y, w, _ = face.box
-    left = x + w + 4 if x + w + 4 + width <= canvas.shape[1] else max(0, x - width - 4)
-    top = min(max(0, y), max(0, canvas.shape[0] - height))
+    x, y, w, h = face.box
+    rows, cols = canvas.shape[:2]
+    places = [(x + w + 4, y), (x - width - 4, y), (x, y + h + 4), (x, y - height - 4)]
+    places = [(min(max(0, px), max(0, cols - width)), min(max(0, py), max(0, rows - height)))
+              for px, py in places]  # fmt: skip
+    left, top = min(places, key=lambda p: _covered((*p, width, height), taken))
     panel = canvas[top : top + height, left : left + width]
     panel[:] = (panel * 0.35).astype(canvas.dtype)  # darken behind the bars for contrast
     for i, (name, p) in enumerate(face.probs.items()):
@@ -182,6 +189,16 @@ def _draw_bars(canvas: np.ndarray, face: Face, scale: float) -> None:
         if (fill := int(round(bar * p))) > 0:
             color = COLORS.get(name, (0, 255, 0))
             cv2.rectangle(canvas, (x0, row_top + 2), (x0 + fill, row_top + row - 2), color, -1)
+    return (left, top, width, height)
+
+
+def _covered(rect, others) -> int:
+    """Pixels of `rect` (x, y, w, h) that lie under any of the `others` (summed)."""
+    x, y, w, h = rect
+    total = 0
+    for ox, oy, ow, oh in others:
+        total += max(0, min(x + w, ox + ow) - max(x, ox)) * max(0, min(y + h, oy + oh) - max(y, oy))
+    return total
 
 
 @dataclass

@@ -163,7 +163,8 @@ class TrackStats:
 
 
 def plot_timeline(stats: TrackStats, path: Path) -> Path | None:
-    """One panel per track (the longest few): probability of each emotion over time."""
+    """One panel per track (the longest few): probability of each emotion over time, on
+    one time axis for the whole run; tracks of a frame or two are drawn as points."""
     if not stats.labels:
         return None
     import matplotlib
@@ -174,13 +175,20 @@ def plot_timeline(stats: TrackStats, path: Path) -> Path | None:
     from ferkit.infer.results import COLORS
 
     tracks = sorted(stats.labels, key=lambda t: -len(stats.labels[t]))[:TIMELINE_MAX_TRACKS]
-    fig, axes = plt.subplots(len(tracks), 1, figsize=(9, 2.2 * len(tracks) + 0.6), squeeze=False)
+    fig, axes = plt.subplots(len(tracks), 1, figsize=(9, 2.2 * len(tracks) + 0.6), squeeze=False,
+                             sharex=True)  # fmt: skip
+    every = [t for times in stats.times.values() for t in times]
+    start, end = min(every), max(every)
+    pad = max(0.02 * (end - start), 0.05)
     for ax, track_id in zip(axes[:, 0], sorted(tracks), strict=True):
         times, probs = stats.times[track_id], np.asarray(stats.probs[track_id])
+        marker = "o" if len(times) < 3 else None
         for i, name in enumerate(stats.class_names):
             b, g, r = COLORS.get(name, (0, 0, 0))
-            ax.plot(times, probs[:, i], label=name, color=(r / 255, g / 255, b / 255), lw=1.5)
+            ax.plot(times, probs[:, i], label=name, color=(r / 255, g / 255, b / 255), lw=1.5,
+                    marker=marker, ms=4)  # fmt: skip
         ax.set_ylim(0, 1)
+        ax.set_xlim(start - pad, end + pad)
         ax.set_ylabel(f"track {track_id}")
         ax.grid(alpha=0.3)
     axes[-1, 0].set_xlabel("time (s)")
