@@ -581,7 +581,11 @@ def export_cmd(
     model: Annotated[str, typer.Argument(help="run folder, checkpoint or shipped model name")],
     fmt: Annotated[str, typer.Option("--format", help="onnx (the only format)")] = "onnx",
     int8: Annotated[
-        bool, typer.Option(help="int8: static with training images at hand, else dynamic")
+        bool,
+        typer.Option(
+            help="static int8, calibrated on training images (--data or the model's store); "
+            "fails without them (--int8-method dynamic: weights only, slower on CPU)"
+        ),
     ] = False,
     int8_method: Annotated[
         str | None, typer.Option(help="static | dynamic (implies --int8)")
@@ -610,7 +614,7 @@ def export_cmd(
     from ferkit.export import export_onnx
 
     report = export_onnx(
-        model, out, int8=int8_method or int8, opset=opset, data=data,
+        model, out, int8=int8_method or ("static" if int8 else False), opset=opset, data=data,
         check_samples=check_samples or None, tolerance=tolerance,
     )  # fmt: skip
     typer.echo(report.summary())

@@ -264,7 +264,11 @@ def export_onnx(
         if method == "dynamic":
             log.warning("no training images for calibration: using dynamic int8 quantisation")
     if method == "static" and calib is None:
-        raise ConfigError("static int8 quantisation needs training images: pass an HDF5 store")
+        raise ConfigError(
+            "static int8 quantisation needs training images to calibrate on: pass an HDF5 "
+            "store (--data), or choose dynamic int8 (--int8-method dynamic: weights only, "
+            "several times slower than fp32 on a CPU)"
+        )
 
     proto = _to_proto(model, prep, opset)
     if method != "none":

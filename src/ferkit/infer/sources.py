@@ -192,7 +192,9 @@ def _from_capture(capture, name: str, live: bool) -> Source:
         finally:
             capture.release()
         if source.frame_count and index < source.frame_count - 1:
-            log.warning("%s: stopped at frame %d of %d (undecodable rest)", name, index, count)
+            reason = f"stopped at frame {index} of {count}: the rest could not be decoded"
+            log.warning("%s: %s (truncated or corrupt file)", name, reason)
+            source.failures.append((name, reason))
 
     source._frames = frames()
     return source
