@@ -374,6 +374,13 @@ def evaluate_cmd(
     split: Annotated[
         str, typer.Option(help="test (PrivateTest, for reporting) | val | train")
     ] = "test",
+    labels: Annotated[
+        str,
+        typer.Option(
+            help="fer2013 (the store's labels) | ferplus (FER+ majority labels from the "
+            "store's votes; models are scored on the classes they share with them)"
+        ),
+    ] = "fer2013",
     folder: Annotated[
         Path | None, typer.Option(help="evaluate a labelled folder (class subfolders) instead")
     ] = None,
@@ -411,7 +418,8 @@ def evaluate_cmd(
 
     faces = _faces(detector if detect else "none", yunet_model, eye_check, equalize, align)
     result = evaluate(
-        models, data=data, split=split, folder=folder, class_map=parse_class_map(class_map or []),
+        models, data=data, split=split, labels=labels, folder=folder,
+        class_map=parse_class_map(class_map or []),
         tta=tta, out=out, calibrate=calibrate, save_temperature=save_temperature,
         explain=explain, device=device, batch_size=batch_size, **faces,
     )  # fmt: skip
@@ -432,6 +440,8 @@ def evaluate_cmd(
         )  # fmt: skip
     console = Console()
     console.print(table)
+    if report["protocol"].get("scoring"):
+        console.print(f"classes: {report['protocol']['scoring']}")
     for warning in report["protocol"]["warnings"]:
         console.print(f"[yellow]warning:[/] {warning}")
     failures = report["data"].get("failures", {}).get("count", 0)

@@ -102,7 +102,8 @@ def plot_confusion(
     ax.set_yticks(range(k), class_names)
     ax.set_xlabel(axes[1])
     ax.set_ylabel(axes[0])
-    kind = "row-normalised (recall on the diagonal)" if normalize else "counts"
+    recall = " (recall on the diagonal)" if columns is class_names else ""
+    kind = f"row-normalised{recall}" if normalize else "counts"
     ax.set_title(f"{title} confusion matrix, {kind}".strip(), fontsize=9)
     return _save(fig, path)
 

@@ -157,6 +157,11 @@ def render_markdown(report: dict) -> str:
             f"`{data['detector']}`; {data['failures']['count']} unreadable file(s) skipped, "
             f"{data['no_face']['count']} image(s) without a detected face classified whole."
         )
+    if "labels" in data:
+        left_out = ", ".join(f"{k} {v:,}" for k, v in data["labels"]["left_out"].items())
+        lines.append(f"Labels: {data['labels']['rule']}; left out: {left_out}.")
+    if data.get("scoring"):
+        lines.append(f"Classes: {data['scoring']}.")
     views = report["tta"]["views"]
     lines += [
         f"Test-time augmentation: {report['tta']['mode']} ({views} view{'s' * (views > 1)}).",

@@ -18,12 +18,14 @@ from __future__ import annotations
 import logging
 import re
 import time
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from ferkit.errors import DataError
 from ferkit.evaluate.calibration import (
     apply_temperature,
     as_probs,
@@ -33,9 +35,19 @@ from ferkit.evaluate.calibration import (
     store_temperature,
 )
 from ferkit.evaluate.ensemble import Member, check_compatible, ensemble_probs, load_members
+from ferkit.evaluate.labelsets import (
+    FERPLUS_RULE,
+    LABEL_SETS,
+    ClassScoring,
+    class_scoring,
+    ferplus_majority_labels,
+    model_label_set,
+    scoring_note,
+)
 from ferkit.evaluate.metrics import BOOTSTRAP, classification_metrics
 from ferkit.evaluate.tta import check_mode, predict_tta, view_count
 from ferkit.files import sha256_file
+from ferkit.labels import FERPLUS_EMOTIONS
 
 log = logging.getLogger(__name__)
 
@@ -65,10 +77,13 @@ class EvalResult:
     files: list[Path] = field(default_factory=list)
 
 
-def load_store_data(path: str | Path, split: str) -> EvalData:
-    """One split of an HDF5 store, with val for calibration and the store's provenance."""
+def load_store_data(path: str | Path, split: str, label_set: str = "fer2013") -> EvalData:
+    """One split of an HDF5 store, with val for calibration and the store's provenance;
+    label_set "ferplus" scores against the FER+ majority labels instead of the store's."""
     from ferkit.data.store import SPLITS, open_store, split_index
 
+    if label_set not in LABEL_SETS:
+        raise DataError(f"unknown labels {label_set!r}; expected one of {', '.join(LABEL_SETS)}")
     name = SPLITS[split_index(split)]
     with open_store(path) as store:
         faces, labels = store.split_arrays(name)
@@ -91,9 +106,15 @@ def load_store_data(path: str | Path, split: str) -> EvalData:
             "std": store.std,
         }
         class_names = store.class_names
+        if label_set == "ferplus":
+            keep, labels, left_out = ferplus_majority_labels(store.ferplus_votes(name)[0])
+            faces, ids = faces[keep], [ids[i] for i in np.flatnonzero(keep)]
+            val_keep, val_labels, _ = ferplus_majority_labels(store.ferplus_votes("val")[0])
+            val = (val[0][val_keep], val_labels)
+            class_names = FERPLUS_EMOTIONS
+            info["n"] = int(len(labels))
+            info["labels"] = {"set": "ferplus", "rule": FERPLUS_RULE, "left_out": left_out}
     if len(labels) == 0:
-        from ferkit.errors import DataError
-
         raise DataError(f"{path}: the {name} split is empty; nothing to evaluate")
     return EvalData(
         faces=faces,
@@ -128,6 +149,29 @@ def load_folder_data(
         info=folder.describe(),
         where=str(root),
     )
+
+
+def score_on_shared_classes(data: EvalData, model_classes) -> tuple[EvalData, ClassScoring]:
+    """The data restricted to the classes the model shares with its labels, where one class
+    set holds the other (`labelsets.class_scoring`); unchanged otherwise."""
+    scoring = class_scoring(model_classes, data.class_names)
+    if not scoring.restricted:
+        return data, scoring
+    keep, labels = scoring.rows(data.labels)
+    left_out = Counter(data.class_names[k] for k in data.labels[~keep])
+    val = None
+    if data.val is not None:
+        val_keep, val_labels = scoring.rows(data.val[1])
+        val = (data.val[0][val_keep], val_labels)
+    info = {
+        **data.info,
+        "n": int(keep.sum()),
+        "scored_classes": list(scoring.class_names),
+        "scoring": scoring_note(scoring, dict(left_out)),
+    }
+    ids = [data.ids[i] for i in np.flatnonzero(keep)]
+    restricted = EvalData(data.faces[keep], labels, ids, scoring.class_names, info, data.where, val)
+    return restricted, scoring
 
 
 def calibration_summary(
@@ -173,6 +217,12 @@ def _keep_temperature(member: Member, calibration: dict, data: EvalData, tta: st
         return "not stored: fitted with TTA; the checkpoint keeps the T of single-view use"
     if member.checkpoint is None:
         return "not stored: not a PyTorch checkpoint"
+    if "scoring" in data.info:
+        return "not stored: fitted on the classes shared with the labels, not the model's own"
+    labels = data.info.get("labels", {}).get("set", "fer2013")
+    own = model_label_set(member.meta.config)
+    if labels != own:
+        return f"not stored: fitted on {labels} labels; the model was selected on {own} labels"
     if _weights_dir() in member.checkpoint.resolve().parents:
         return "not stored: shipped weights are read-only"
     fitted_on = {
@@ -224,8 +274,11 @@ def protocol(data: EvalData, members: list[dict], calibration: str | None) -> di
                     "it was probably trained on another store"
                 )
     label = SPLIT_LABELS.get(split, "labelled folder") if split else "labelled folder"
+    if data.info.get("labels", {}).get("set") == "ferplus":
+        label += ", FER+ majority labels"
     return {
         "reported_on": f"{split} ({label})" if split else f"folder {data.info['path']}",
+        "scoring": data.info.get("scoring"),
         "model_selection": [f"{s} ({SPLIT_LABELS.get(s, s)})" for s in selected],
         "calibration": calibration,
         "warnings": warnings,
@@ -250,6 +303,7 @@ def evaluate(
     *,
     data: str | Path | None = "data/fer2013.h5",
     split: str = "test",
+    labels: str = "fer2013",
     folder: str | Path | None = None,
     detector: str | None = "haar",
     detector_options: Mapping | None = None,
@@ -272,27 +326,34 @@ def evaluate(
     recognition pipeline with `Recognizer`'s options and defaults (`detector` None uses
     whole images; `detector_options`, `equalize`, `align`). calibrate: fit T on val;
     save_temperature: store it in each checkpoint (single-view TTA only). explain: Grad-CAM
-    figures for that many misclassified faces.
+    figures for that many misclassified faces. labels: "fer2013" (the store's) or "ferplus"
+    (FER+ majority, the FER+ test protocol); a model is scored on the classes it shares
+    with the labels, and the report says so.
     """
     from ferkit.evaluate.report import write_figures, write_report
 
     check_mode(tta)
+    if folder is not None and labels != "fer2013":
+        raise DataError(f"labels {labels!r} come from a store's FER+ votes; {folder} has its own")
     members = load_members(models, device, batch_size)
     if folder is not None:
         faces = {"detector": detector or "none", "detector_options": detector_options,
                  "equalize": equalize, "align": align, "device": device}  # fmt: skip
         dataset = load_folder_data(folder, members, faces, class_map)
     else:
-        dataset = load_store_data(data, split)
-    check_compatible(members, dataset.class_names, dataset.faces.shape[1], dataset.where)
+        dataset = load_store_data(data, split, labels)
+    dataset, scoring = score_on_shared_classes(dataset, members[0].class_names)
+    check_compatible(members, scoring.model_classes, dataset.faces.shape[1], dataset.where)
     use_val = calibrate and dataset.val is not None
 
     rows, all_probs, all_val = [], [], []
     for member in members:
         start = time.perf_counter()
-        probs = predict_tta(member.classifier, dataset.faces, tta)
+        probs = scoring.probs(predict_tta(member.classifier, dataset.faces, tta))
         seconds = time.perf_counter() - start
-        val_probs = predict_tta(member.classifier, dataset.val[0], tta) if use_val else None
+        val_probs = None
+        if use_val:
+            val_probs = scoring.probs(predict_tta(member.classifier, dataset.val[0], tta))
         metrics, calibration = _score(
             member.name, probs, dataset, val_probs, member.temperature, bootstrap, seed
         )
