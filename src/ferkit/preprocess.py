@@ -61,7 +61,11 @@ class Preprocessing:
             raise ConfigError(f"unknown align mode {self.align!r}; choose {choices}")
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """JSON-shaped (lists, not tuples), so a stored copy equals a fresh one."""
+        data = asdict(self)
+        data["template"] = [list(point) for point in self.template]
+        data["box_frames"] = {name: list(frame) for name, frame in self.box_frames.items()}
+        return data
 
     @classmethod
     def from_dict(cls, data: dict) -> Preprocessing:
