@@ -60,8 +60,8 @@ def test_bad_target_settings_are_config_errors():
     labels = np.zeros(3, dtype=np.int64)
     with pytest.raises(ConfigError, match="classes ferplus8 needs FER\\+ labels"):
         make_targets(labels, None, "fer2013", "ferplus8")
-    with pytest.raises(ConfigError, match="label_blend must lie in"):
-        make_targets(labels, np.zeros((3, 10)), "blend", blend=1.5)
+    with pytest.raises(ConfigError, match="data.label_blend"):  # range-checked by the config
+        apply_overrides(TrainConfig(), {"data.label_blend": 1.5})
     assert selection_labels("ferplus_votes") == "ferplus_majority"
     assert selection_labels("blend", "fer2013") == "fer2013"
     assert selection_labels("fer2013", "ferplus") == "ferplus_majority"

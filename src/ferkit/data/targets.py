@@ -122,8 +122,6 @@ def make_targets(
     usable, probs = vote_distribution(votes, k)
     if mode == "ferplus_votes":
         return Targets(usable, probs[usable].argmax(axis=1), probs[usable], names)
-    if not 0.0 <= blend <= 1.0:
-        raise ConfigError(f"data.label_blend must lie in [0, 1], got {blend}")
     soft = np.eye(k, dtype=np.float32)[labels]
     soft[usable] = (1 - blend) * soft[usable] + blend * probs[usable]
     return Targets(np.ones(len(labels), bool), soft.argmax(axis=1), soft, names)
