@@ -109,6 +109,15 @@ class AugmentConfig:
 
 
 @dataclass
+class DistillConfig:
+    """Knowledge distillation (ferkit.train.distill); off while `teacher` is empty."""
+
+    teacher: str = ""  # checkpoint, run folder or shipped name; several comma-separated
+    weight: float = 0.5  # share of the teachers' probabilities in the target
+    temperature: float = 1.0  # > 1 softens the teachers' probabilities
+
+
+@dataclass
 class LogConfig:
     progress: bool = True  # rich progress bar with live loss, accuracy and images/s
     tensorboard: bool = False  # also write TensorBoard scalars (if tensorboard is installed)
@@ -143,6 +152,7 @@ class TrainConfig:
     optim: OptimConfig = field(default_factory=OptimConfig)
     sched: SchedulerConfig = field(default_factory=SchedulerConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
+    distill: DistillConfig = field(default_factory=DistillConfig)
     log: LogConfig = field(default_factory=LogConfig)
 
     def to_dict(self) -> dict:

@@ -35,6 +35,7 @@ from ferkit.hardware import cpu_flags
 from ferkit.models.checkpoint import load_checkpoint, save_checkpoint
 from ferkit.models.registry import create_model
 from ferkit.train import distributed as D
+from ferkit.train.distill import distilled_targets
 from ferkit.train.ema import ModelEma
 from ferkit.train.report import EpochStats, ProgressBar, TensorBoardLog, plot_curves, write_metrics
 from ferkit.train.schedule import EarlyStopping, LRSchedule, build_optimizer
@@ -245,13 +246,19 @@ class _Run:
             self.train_split.preprocessing = val_split.preprocessing = unit
         self.prep = self.train_split.preprocessing
         self.class_names = self.train_split.class_names
+        self.amp_dtype = resolve_amp(cfg.amp, device)
+        if cfg.distill.teacher:
+            split = self.train_split
+            split.targets = distilled_targets(
+                cfg.distill, split.images, split.labels, split.targets, self.class_names,
+                self.run_dir, amp=self.amp_dtype,
+            )  # fmt: skip
         shard = {"rank": ctx.rank, "world_size": ctx.world_size}
         self.train_loader = BatchIterator(
             self.train_split, cfg.batch_size, shuffle=True, drop_last=True, seed=cfg.seed, **shard
         )
         self.val_loader = BatchIterator(val_split, cfg.eval_batch_size, **shard)
 
-        self.amp_dtype = resolve_amp(cfg.amp, device)
         self.channels_last = cfg.channels_last != "off"
         memory_format = torch.channels_last if self.channels_last else torch.preserve_format
         model = create_model(
