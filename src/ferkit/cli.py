@@ -676,20 +676,32 @@ def serve_cmd(
 # ---------------------------------------------------------------- ship
 @app.command("ship")
 def ship(
-    source: Annotated[Path, typer.Argument(help="run folder or checkpoint to ship")],
+    sources: Annotated[
+        list[str],
+        typer.Argument(help="run folder or checkpoint; or 2+ shipped names for an ensemble"),
+    ],
     name: Annotated[str, typer.Option(help="shipped model name, e.g. default or fast")],
-    command: Annotated[str, typer.Option(help="the training command that produced SOURCE")],
+    command: Annotated[
+        str | None, typer.Option(help="the training command that produced SOURCE")
+    ] = None,
     data: Annotated[Path, typer.Option(help="HDF5 store to measure on")] = Path("data/fer2013.h5"),
     wall_time: Annotated[float | None, typer.Option(help="training wall time, seconds")] = None,
     dest: Annotated[Path | None, typer.Option(help="folder (default: the package)")] = None,
 ) -> None:
-    """Package a trained model as shipped weights with a model card of measured results."""
-    from ferkit.evaluate.card import ship_model
+    """Package a trained model as shipped weights with a model card of measured results;
+    several shipped models as an ensemble (`<name>.ensemble.json`) with its own card."""
+    from ferkit.errors import ConfigError
+    from ferkit.evaluate.card import ship_ensemble, ship_model
 
-    weights, card = ship_model(
-        source, name, data=data, command=command, wall_time_s=wall_time, dest=dest
-    )
-    typer.echo(f"wrote {weights}\nwrote {card}")
+    if len(sources) > 1:
+        written = ship_ensemble(sources, name, data=data, dest=dest)
+    elif command is None:
+        raise ConfigError("--command is required: the training command that produced SOURCE")
+    else:
+        written = ship_model(
+            sources[0], name, data=data, command=command, wall_time_s=wall_time, dest=dest
+        )
+    typer.echo("\n".join(f"wrote {path}" for path in written))
 
 
 # ---------------------------------------------------------------- studies

@@ -115,6 +115,13 @@ def load_classifier(
     if backend not in BACKENDS:
         raise ModelError(f"unknown backend {backend!r}; expected one of {', '.join(BACKENDS)}")
     if isinstance(model, str | Path):
+        from ferkit.models.checkpoint import resolve_ensemble
+
+        ensemble = resolve_ensemble(model)
+        if ensemble is not None:
+            return EnsembleClassifier.from_file(
+                ensemble, device=device, batch_size=batch_size, calibrated=calibrated, tta=tta
+            )
         exported = _onnx_file(model, backend)
         if exported is not None:
             return OnnxClassifier(
@@ -160,10 +167,13 @@ def matching_export(
     """
     import importlib.util
 
+    from ferkit.files import sha256_file
+    from ferkit.models.checkpoint import resolve_checkpoint, resolve_ensemble
+
     if Path(model).suffix.lower() == ".onnx" or importlib.util.find_spec("onnxruntime") is None:
         return None
-    from ferkit.files import sha256_file
-    from ferkit.models.checkpoint import resolve_checkpoint
+    if resolve_ensemble(model) is not None:
+        return None  # its members each take their own export (EnsembleClassifier)
 
     checkpoint = resolve_checkpoint(model)
     exported = checkpoint.with_suffix(".onnx")
@@ -254,3 +264,61 @@ def _onnx_providers(device: str, available: list[str]) -> list:
     raise ModelError(
         f"device {device!r} is not available to ONNX Runtime (providers: {', '.join(available)})"
     )
+
+
+def open_for_inference(model, device: str = "cpu", batch_size: int = 256, **options):
+    """The classifier the `Recognizer` runs for `model`: on the CPU, the model's matching
+    ONNX export where there is one (same probabilities, faster), else `load_classifier`."""
+    exported = None
+    if device == "cpu" and isinstance(model, str | Path):
+        exported = matching_export(model, batch_size, **options)
+    return exported or load_classifier(model, device=device, batch_size=batch_size, **options)
+
+
+class EnsembleClassifier:
+    """Several classifiers as one: the mean of their probabilities, then the ensemble's own
+    temperature (fitted on val by `ferkit ship`). Each member runs as the Recognizer would
+    run it alone (its ONNX export on the CPU, its own TTA); all members must name the same
+    classes and crop faces the same way (size, margin, framing), since one crop feeds them.
+    """
+
+    def __init__(self, members: list, temperature: float | None = None) -> None:
+        if not members:
+            raise ModelError("an ensemble needs at least one member")
+        first = members[0]
+        self.members = list(members)
+        self.class_names = first.class_names
+        self.preprocessing = first.preprocessing
+        crop = _crop_settings(first.preprocessing)
+        for member in members[1:]:
+            if member.class_names != first.class_names:
+                raise ModelError(
+                    f"ensemble members name different classes: {list(first.class_names)} "
+                    f"vs {list(member.class_names)}"
+                )
+            if _crop_settings(member.preprocessing) != crop:
+                raise ModelError("ensemble members crop faces differently (size/margin/framing)")
+        self.temperature = temperature
+
+    @classmethod
+    def from_file(cls, path, device="cpu", batch_size=256, calibrated=True, tta=True):
+        from ferkit.models.checkpoint import read_ensemble
+
+        spec = read_ensemble(path)
+        members = [
+            open_for_inference(m, device, batch_size, calibrated=False, tta=tta)
+            for m in spec["members"]
+        ]
+        return cls(members, spec["temperature"] if calibrated else None)
+
+    def predict_proba(self, faces: np.ndarray) -> np.ndarray:
+        probs = sum(member.predict_proba(faces) for member in self.members) / len(self.members)
+        return _calibrate(probs.astype(np.float32), self.temperature)
+
+
+def _crop_settings(prep: Preprocessing) -> dict:
+    """What decides the crop a model sees; normalisation is each member's own business."""
+    settings = prep.to_dict()
+    settings.pop("mean", None)
+    settings.pop("std", None)
+    return settings

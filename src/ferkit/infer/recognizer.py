@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from ferkit.infer.align import face_crop
-from ferkit.infer.backends import Classifier, load_classifier, matching_export
+from ferkit.infer.backends import Classifier, load_classifier, open_for_inference
 from ferkit.infer.faces import Detection, FaceDetector, create_detector
 from ferkit.infer.results import Face, FrameResult
 from ferkit.infer.smoothing import SmoothingConfig, TrackSmoother
@@ -81,12 +81,12 @@ class Recognizer:
         batch_size: int = 256,
         backend: str = "auto",
     ) -> None:
-        exported = None
-        if backend == "auto" and device == "cpu" and isinstance(model, str | Path):
-            exported = matching_export(model, batch_size)
-        self.classifier: Classifier = exported or load_classifier(
-            model, device=device, batch_size=batch_size, backend=backend
-        )
+        if backend == "auto":
+            self.classifier: Classifier = open_for_inference(model, device, batch_size)
+        else:
+            self.classifier = load_classifier(
+                model, device=device, batch_size=batch_size, backend=backend
+            )
         if isinstance(detector, str):
             options = dict(detector_options or {})
             if detector == "mtcnn":

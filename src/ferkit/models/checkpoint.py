@@ -84,9 +84,50 @@ def weights_dir() -> Path:
     return Path(__file__).resolve().parent.parent / "weights"
 
 
+ENSEMBLE_SUFFIX = ".ensemble.json"
+
+
 def shipped_models() -> list[str]:
-    """Names that `load_model(name)` accepts without a path."""
-    return sorted(path.stem for path in weights_dir().glob("*.safetensors"))
+    """Names of the shipped models: single networks (`load_model(name)`) and ensembles
+    (`weights/<name>.ensemble.json`, usable wherever a classifier is)."""
+    singles = [path.stem for path in weights_dir().glob("*.safetensors")]
+    return sorted(singles + shipped_ensembles())
+
+
+def shipped_ensembles() -> list[str]:
+    return sorted(
+        p.name[: -len(ENSEMBLE_SUFFIX)] for p in weights_dir().glob("*" + ENSEMBLE_SUFFIX)
+    )
+
+
+def resolve_ensemble(spec: str | Path) -> Path | None:
+    """The ensemble file `spec` names (a `*.ensemble.json` path or a shipped ensemble's
+    name, aliases followed), or None when it names something else."""
+    if str(spec).endswith(ENSEMBLE_SUFFIX):
+        if not Path(spec).is_file():
+            raise ModelError(f"ensemble file not found: {spec}")
+        return Path(spec)
+    if isinstance(spec, str) and spec == Path(spec).name and not Path(spec).exists():
+        path = weights_dir() / f"{shipped_aliases().get(spec, spec)}{ENSEMBLE_SUFFIX}"
+        return path if path.is_file() else None
+    return None
+
+
+def read_ensemble(path: Path) -> dict:
+    """An ensemble file's members (shipped names, or paths relative to the file) and
+    temperature: `{"format": "ferkit-ensemble", "members": [...], "temperature": T}`."""
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as error:
+        raise ModelError(f"{path}: not a readable ensemble file ({error})") from error
+    members = data.get("members") if isinstance(data, dict) else None
+    if data.get("format") != "ferkit-ensemble" or not members or not isinstance(members, list):
+        raise ModelError(f"{path}: not a ferkit ensemble file (format + members expected)")
+    folder = Path(path).parent
+    # A bare name is a shipped model; anything else a path relative to the ensemble file.
+    resolved = [m if Path(m).name == m and not Path(m).suffix else str(folder / m)
+                for m in map(str, members)]  # fmt: skip
+    return {"members": resolved, "temperature": data.get("temperature")}
 
 
 def shipped_aliases() -> dict[str, str]:
@@ -265,6 +306,11 @@ def resolve_checkpoint(path_or_name: str | Path) -> Path:
     if path.is_file():
         return path
     if isinstance(path_or_name, str) and path_or_name == path.name and not path.suffix:
+        if resolve_ensemble(path_or_name) is not None:
+            raise ModelError(
+                f"{path_or_name!r} is an ensemble of several networks, not one checkpoint: "
+                "use it through Recognizer, predict, evaluate or serve"
+            )
         name = shipped_aliases().get(path_or_name, path_or_name)
         shipped = weights_dir() / f"{name}.safetensors"
         if shipped.is_file():
