@@ -13,6 +13,7 @@ RESULTS = Path(__file__).resolve().parent / "results"
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from ferkit.data.sources import locate_fer2013  # noqa: E402
+from ferkit.hardware import cpu_summary  # noqa: E402
 
 
 def fer2013_or_exit() -> Path:
@@ -53,6 +54,7 @@ def report(name: str, rows: list[dict], **extra) -> Path:
         "machine": {
             "cpus": os.cpu_count(),
             "processor": platform.processor() or platform.machine(),
+            "cpu": cpu_summary(),
             "python": platform.python_version(),
             "load_avg_at_end": os.getloadavg(),
         },
@@ -62,3 +64,21 @@ def report(name: str, rows: list[dict], **extra) -> Path:
     path.write_text(json.dumps(payload, indent=1))
     print(f"wrote {path}")
     return path
+
+
+def camera_like(faces, seed: int = 0):
+    """FER-2013 faces (N, 48, 48) uint8 made to look like raw camera crops, reproducibly:
+    lower contrast, shifted brightness, a random gamma, slight blur and sensor noise (FER
+    faces are stretched). The robustness test of benchmarks/recognize.py and accuracy.py."""
+    import cv2
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    out = np.empty_like(faces)
+    for i, face in enumerate(faces.astype(np.float32) / 255.0):
+        face = cv2.GaussianBlur(face, (3, 3), 0.6)
+        face = (face - face.mean()) * rng.uniform(0.35, 0.7) + face.mean()
+        face = np.clip(face + rng.uniform(-0.2, 0.2), 0.0, 1.0) ** rng.uniform(0.6, 1.6)
+        face = face + rng.normal(0, 0.02, face.shape)
+        out[i] = np.clip(face * 255.0, 0, 255).astype(np.uint8)
+    return out

@@ -37,6 +37,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from _common import camera_like
 from ferkit.infer.demo import choose_model, sample_image
 from ferkit.infer.recognizer import Recognizer, set_threads
 from ferkit.infer.smoothing import SmoothingConfig, flicker
@@ -192,20 +193,6 @@ def flicker_study(model, store_path: Path, faces: int = 60, frames: int = 60) ->
                      "accuracy": correct / (faces * frames), "faces": faces,
                      "frames": frames})  # fmt: skip
     return rows
-
-
-def camera_like(faces: np.ndarray, seed: int = 0) -> np.ndarray:
-    """FER-2013 faces made to look like raw camera crops: lower contrast, shifted
-    brightness, a random gamma, slight blur and sensor noise (FER faces are stretched)."""
-    rng = np.random.default_rng(seed)
-    out = np.empty_like(faces)
-    for i, face in enumerate(faces.astype(np.float32) / 255.0):
-        face = cv2.GaussianBlur(face, (3, 3), 0.6)
-        face = (face - face.mean()) * rng.uniform(0.35, 0.7) + face.mean()
-        face = np.clip(face + rng.uniform(-0.2, 0.2), 0.0, 1.0) ** rng.uniform(0.6, 1.6)
-        face = face + rng.normal(0, 0.02, face.shape)
-        out[i] = np.clip(face * 255.0, 0, 255).astype(np.uint8)
-    return out
 
 
 def equalisation_study(model, store_path: Path) -> list[dict] | str:

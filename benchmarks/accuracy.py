@@ -1,0 +1,96 @@
+"""Shipped models as users get them: accuracy on clean and camera-like faces, and speed.
+
+For each model (default: every shipped name), through the `Recognizer` exactly as
+`predict` and `serve` run it (the model's default backend, its stored TTA and
+temperature, histogram-equalised crops) on FER-2013 PrivateTest:
+
+- accuracy on the faces as stored, without equalisation (the model card's protocol);
+- accuracy through the Recognizer's default preprocessing, on the faces as stored and on
+  the same faces made camera-like (`_common.camera_like`: lower contrast, brightness shift,
+  gamma, blur, sensor noise) — the drop between the two is the robustness target (≤ 3
+  points, issue "pretrained models");
+- faces/s through `Recognizer.predict_batch` on 48×48 face crops (detector "none", so only
+  cropping, preprocessing and the classifier count), torch/ONNX Runtime on `--threads`.
+
+    python benchmarks/accuracy.py [--models default fast ensemble] [--threads 2]
+
+Prints a Markdown table and writes benchmarks/results/accuracy.json (with the CPU flags).
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+from _common import camera_like, fer2013_or_exit, report
+from ferkit.infer.recognizer import Recognizer, set_threads
+from ferkit.models.checkpoint import shipped_aliases, shipped_models
+from ferkit.preprocess import crop_face
+
+
+def accuracy(rec: Recognizer, faces: np.ndarray, labels: np.ndarray, equalize: bool) -> float:
+    prep = replace(rec.preprocessing, equalize=equalize)
+    crops = np.stack([crop_face(face, None, prep) for face in faces])
+    probs = rec.classifier.predict_proba(crops)
+    return float((probs.argmax(1) == labels).mean())
+
+
+def faces_per_second(rec: Recognizer, faces: np.ndarray, batch: int, seconds: float) -> float:
+    """Best of 3 rounds of `predict_batch` over `batch` face crops at a time."""
+    images = [np.ascontiguousarray(face) for face in faces]
+    best = 0.0
+    for _ in range(3):
+        start, done = time.perf_counter(), 0
+        while time.perf_counter() - start < seconds / 3:
+            offset = done % (len(images) - batch)
+            rec.predict_batch(images[offset : offset + batch])
+            done += batch
+        best = max(best, done / (time.perf_counter() - start))
+    return best
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    names = sorted(set(shipped_models()) | set(shipped_aliases()))
+    parser.add_argument("--models", nargs="+", default=names)
+    parser.add_argument("--store", type=Path, default=Path("data/fer2013.h5"))
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--batch", type=int, default=16, help="faces per predict_batch call")
+    parser.add_argument("--seconds", type=float, default=6.0)
+    args = parser.parse_args()
+    fer2013_or_exit()
+    if not args.store.is_file():
+        print(f"skipped: no FER-2013 store at {args.store} (ferkit data prepare)")
+        return
+    from ferkit.data.store import open_store
+
+    with open_store(args.store) as store:
+        faces, labels = store.split_arrays("test")
+    degraded = camera_like(faces)
+    set_threads(args.threads)
+    rows = []
+    for name in args.models:
+        rec = Recognizer(name, detector="none")
+        stored = accuracy(rec, faces, labels, equalize=False)
+        clean = accuracy(rec, faces, labels, equalize=rec.preprocessing.equalize)
+        camera = accuracy(rec, degraded, labels, equalize=rec.preprocessing.equalize)
+        rows.append({
+            "model": name,
+            "backend": type(rec.classifier).__name__,
+            "tta": getattr(rec.classifier, "tta", "none"),
+            "PrivateTest (card protocol)": stored,
+            "Recognizer: clean": clean,
+            "Recognizer: camera-like": camera,
+            "drop (points)": 100 * (clean - camera),
+            "faces/s": faces_per_second(rec, faces, args.batch, args.seconds),
+        })  # fmt: skip
+        print(rows[-1], flush=True)
+    report("accuracy", rows, threads=args.threads, batch=args.batch, faces=len(faces))
+
+
+if __name__ == "__main__":
+    main()
