@@ -145,26 +145,33 @@ def test_loopback_server_refuses_foreign_host_names(host, refused):
 
 # ------------------------------------------------------------------ a real server's sockets
 @pytest.fixture
-def live_server():
-    """`ferkit serve`'s uvicorn setup on a free loopback port, with short timeouts."""
+def serve_live():
+    """Start `ferkit serve`'s uvicorn setup with given limits on a free loopback port."""
     uvicorn = pytest.importorskip("uvicorn")
     from ferkit.serve.protocol import guarded_protocol
 
-    limits = Limits(header_timeout=0.5, body_timeout=1.0, max_connections=4)
-    app = create_app(tiny_model(), limits=limits)
-    config = uvicorn.Config(app, http=guarded_protocol(limits), log_level="warning")
-    server = uvicorn.Server(config)
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    for _ in range(600):
-        if server.started:
-            break
-        threading.Event().wait(0.05)
-    yield sock.getsockname()
-    server.should_exit = True
-    thread.join(timeout=30)
+    servers = []
+
+    def start(**limits) -> tuple[str, int]:
+        limits = Limits(**limits)
+        app = create_app(tiny_model(), limits=limits)
+        config = uvicorn.Config(app, http=guarded_protocol(limits), log_level="warning")
+        server = uvicorn.Server(config)
+        sock = socket.socket()
+        sock.bind(("127.0.0.1", 0))
+        thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+        thread.start()
+        servers.append((server, thread))
+        for _ in range(600):
+            if server.started:
+                break
+            threading.Event().wait(0.05)
+        return sock.getsockname()
+
+    yield start
+    for server, thread in servers:
+        server.should_exit = True
+        thread.join(timeout=30)
 
 
 def answer(connection: socket.socket) -> tuple[int, dict]:
@@ -181,7 +188,8 @@ def answer(connection: socket.socket) -> tuple[int, dict]:
     return int(head.split()[1]), json.loads(body)
 
 
-def test_stalled_headers_and_bodies_time_out_with_408(live_server):
+def test_stalled_headers_and_bodies_time_out_with_408(serve_live):
+    live_server = serve_live(header_timeout=0.5, body_timeout=1.0)
     with socket.create_connection(live_server) as slow_headers:
         slow_headers.sendall(b"GET /api/health HTTP/1.1\r\nHost: 127.0.0.1\r\nX-a: ")
         status, body = answer(slow_headers)
@@ -194,10 +202,12 @@ def test_stalled_headers_and_bodies_time_out_with_408(live_server):
     assert status == 408 and body["detail"] == "request body not received within 1 s"
 
 
-def test_connection_cap_closes_idle_connections_for_new_ones(live_server):
+def test_connection_cap_closes_idle_connections_for_new_ones(serve_live):
+    live_server = serve_live(max_connections=4)
     idle = [socket.create_connection(live_server) for _ in range(4)]
     try:
         idle[0].sendall(b"GET /api/health HTTP/1.1\r\n")  # the oldest, stalled mid-headers
+        threading.Event().wait(1.5)  # waiting for headers for over a second: fair to close
         with socket.create_connection(live_server) as fresh:
             fresh.sendall(b"GET /api/health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
             status, body = answer(fresh)

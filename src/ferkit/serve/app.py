@@ -41,6 +41,9 @@ from ferkit.serve.stream import serve_stream
 
 log = logging.getLogger(__name__)
 
+# connections asyncio accepts per wake-up (uvicorn's `backlog`, 2048 by default): each holds
+# a descriptor before the connection cap (`ferkit.serve.protocol`) can close it
+ACCEPT_BURST = 64
 STATIC = Path(str(resources.files("ferkit.serve") / "static"))
 _PAGE_HEADERS = {
     "Content-Security-Policy": "default-src 'self'; img-src 'self' blob: data:; "
@@ -216,15 +219,16 @@ def run(app: FastAPI, host: str = "127.0.0.1", port: int = 8000, log_level: str 
         log.warning("listening on %s: reachable from other machines, with no authentication", host)
     uvicorn.run(
         app, host=host, port=port, log_level=log_level,
-        http=guarded_protocol(_within_descriptors(engine.limits)),
+        http=guarded_protocol(_within_descriptors(engine.limits)), backlog=ACCEPT_BURST,
         ws_max_size=2 * engine.limits.max_frame_bytes,  # the app answers up to 2× with an error
     )  # fmt: skip
 
 
 def _within_descriptors(limits: Limits) -> Limits:
     """`limits` with max_connections lowered to leave file descriptors for everything else
-    (model files, threads, logs) under this process's RLIMIT_NOFILE: accepting past the
-    limit fails, and the server would stop accepting anyone for a while."""
+    (model files, threads, logs, and a burst of connections accepted before the cap sees
+    them) under this process's RLIMIT_NOFILE: accepting past the limit fails, and asyncio
+    then stops accepting anyone for a second."""
     import dataclasses
 
     try:
@@ -232,7 +236,7 @@ def _within_descriptors(limits: Limits) -> Limits:
     except ImportError:  # Windows: no such limit to respect
         return limits
     soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
-    room = soft - 64 if soft != resource.RLIM_INFINITY else limits.max_connections
+    room = soft - 64 - ACCEPT_BURST if soft != resource.RLIM_INFINITY else limits.max_connections
     if room >= limits.max_connections:
         return limits
     log.warning("at most %d connections: the open-file limit is %d (ulimit -n)", room, soft)

@@ -6,9 +6,10 @@ send a request's headers and body: 300 clients each sending a header byte now an
 out. `guarded_protocol(limits)` makes a protocol class that gives each request
 `Limits.header_timeout` seconds for its headers and then `Limits.body_timeout` for its
 body (408 with a JSON reason, then the connection is closed), and keeps at most
-`Limits.max_connections` open: past it, a new connection closes the oldest one still
-waiting for request headers (an idle or stalled client), or is answered 503 when every
-connection is doing real work.
+`Limits.max_connections` open: past it, a new connection closes the one that has waited
+longest in the middle of its request headers (a stalled client: a real one sends them at
+once), else the longest-idle one that has sent nothing for a while (an idle keep-alive),
+or is answered 503 when there is neither.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 from ferkit.serve.limits import Limits
 
 _WAITING = (h11.IDLE, h11.SEND_BODY)  # the client still owes part of its request
+_STALLED_S = 0.25  # partial headers this old: a stalled client, not a slow event loop
+_IDLE_S = 2.0  # no byte for this long: an idle connection (it may not have been read yet)
 
 
 def guarded_protocol(limits: Limits) -> type[H11Protocol]:
@@ -33,13 +36,13 @@ class GuardedH11Protocol(H11Protocol):
 
     def connection_made(self, transport) -> None:  # noqa: ANN001 (asyncio's signature)
         super().connection_made(transport)
-        self._opened = self.loop.time()
-        self._phase, self._deadline = "", None
+        self._phase, self._deadline, self._since, self._partial = "", None, self.loop.time(), False
         self._arm("headers", self.limits.header_timeout)
         if len(self.connections) > self.limits.max_connections and not self._make_room():
             self._refuse(503, f"server busy: {self.limits.max_connections} connections open")
 
     def data_received(self, data: bytes) -> None:
+        self._partial = True
         super().data_received(data)
         if self._phase == "headers" and self.conn.their_state is h11.SEND_BODY:
             self._arm("body", self.limits.body_timeout)
@@ -57,7 +60,7 @@ class GuardedH11Protocol(H11Protocol):
     def _arm(self, phase: str, seconds: float) -> None:
         if self._deadline is not None:
             self._deadline.cancel()
-        self._phase = phase
+        self._phase, self._since, self._partial = phase, self.loop.time(), False
         self._deadline = self.loop.call_later(seconds, self._expired, seconds)
 
     def _expired(self, seconds: float) -> None:
@@ -73,17 +76,21 @@ class GuardedH11Protocol(H11Protocol):
         return self.conn.their_state in _WAITING
 
     def _make_room(self) -> bool:
-        """Close the oldest connection waiting for its request headers; False if none."""
-        idle = [
+        """Close a stalled connection, else an idle one (see the module docstring); False
+        if there is none."""
+        now = self.loop.time()
+        waiting = [
             other for other in self.connections
             if isinstance(other, GuardedH11Protocol) and other is not self
             and other._phase == "headers" and other._waiting()
         ]  # fmt: skip
-        if not idle:
-            return False
-        oldest = min(idle, key=lambda other: other._opened)
-        oldest._refuse(503, "closed to make room for a new connection (too many open)")
-        return True
+        stalled = [c for c in waiting if c._partial and now - c._since > _STALLED_S]
+        idle = [c for c in waiting if not c._partial and now - c._since > _IDLE_S]
+        if stalled:
+            min(stalled, key=lambda c: c._since)._refuse(503, "closed to make room (stalled)")
+        elif idle:
+            min(idle, key=lambda c: c._since).transport.close()  # no request to answer
+        return bool(stalled or idle)
 
     def _refuse(self, status: int, detail: str) -> None:
         """Answer `status` with a JSON reason outside h11's bookkeeping, and close."""
