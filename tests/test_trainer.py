@@ -283,3 +283,15 @@ def test_metrics_record_the_cpu_flags_of_every_epoch(store, tmp_path):
     result = train(config(store, tmp_path / "run", epochs=1, **{"data.subset": 28}))
     rows = read_metrics(result.run_dir / "metrics.csv")
     assert [row.cpu for row in rows] == [cpu_flags()] and cpu_flags()
+
+
+def test_init_starts_from_a_checkpoints_weights_and_checks_the_architecture(store, tmp_path):
+    first = train(config(store, tmp_path / "a", epochs=1, **{"data.subset": 28}))
+    tuned = config(store, tmp_path / "b", epochs=1, init=str(first.run_dir), **{"optim.lr": 1e-9})
+    second = train(tuned)
+    before = load_model(first.run_dir / "last.pt").state_dict()
+    after = load_model(second.run_dir / "last.pt").state_dict()
+    weights = [k for k in before if k.endswith("weight")]
+    assert all(torch.allclose(before[k], after[k], atol=1e-5) for k in weights)
+    with pytest.raises(ConfigError, match="init"):
+        train(config(store, tmp_path / "c", init=str(first.run_dir), **{"model.name": "vgg"}))

@@ -143,6 +143,9 @@ class TrainConfig:
     class_weights: str = _choice("none", "balanced", "sqrt")  # loss weights from class counts
     grad_clip: float = 0.0  # max gradient norm; 0 = off
     ema_decay: float = 0.0  # EMA of weights, e.g. 0.999; 0 = off (evaluation uses the EMA)
+    # fine-tuning: start from this checkpoint, run folder or shipped name's weights (same
+    # architecture); "" = random initialisation
+    init: str = ""
     patience: int = 0  # early stopping: epochs without val-accuracy gain; 0 = off
     # val accuracy per epoch (best checkpoint, early stopping) with the test-time augmentation
     # the model will be used with: flip averages the probabilities of the face and its mirror

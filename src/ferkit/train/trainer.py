@@ -188,6 +188,20 @@ def _hard(target: torch.Tensor) -> torch.Tensor:
     return target.argmax(1) if target.is_floating_point() else target
 
 
+def _load_initial_weights(model: torch.nn.Module, cfg: TrainConfig) -> None:
+    """Start a fine-tuning run from `cfg.init`'s weights; the architecture must match."""
+    from ferkit.models.checkpoint import resolve_checkpoint
+
+    source = load_checkpoint(resolve_checkpoint(cfg.init))
+    if source.arch != cfg.model.name or dict(source.arch_kwargs) != dict(cfg.model.args):
+        raise ConfigError(
+            f"init {cfg.init}: a {source.arch} {source.arch_kwargs} model; this run trains "
+            f"{cfg.model.name} {cfg.model.args}"
+        )
+    model.load_state_dict(source.state_dict)
+    logger.info("initialised from %s (epoch %s)", source.path, source.epoch)
+
+
 def _autocast(device: torch.device, dtype):
     if dtype is None:
         return nullcontext()
@@ -264,6 +278,8 @@ class _Run:
         model = create_model(
             cfg.model.name, num_classes=len(self.class_names), in_chans=1, **cfg.model.args
         )
+        if cfg.init and not resume:
+            _load_initial_weights(model, cfg)
         self.model = model.to(device, memory_format=memory_format)
         torch.manual_seed(cfg.seed + 1009 * ctx.rank)  # per-rank dropout masks
         self.ddp = None
