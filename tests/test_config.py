@@ -96,8 +96,11 @@ def test_bad_override_syntax_and_missing_file(tmp_path):
         load_config(tmp_path / "broken.yaml")
 
 
-@pytest.mark.parametrize("name", ["fast", "vgg", "resnet18", "mini_xception"])
+@pytest.mark.parametrize(
+    "name",
+    ["fast", "vgg", "resnet18", "mini_xception", "default", "default_camera", "fast_distill"],
+)
 def test_example_recipes_load(name):
     config = load_config(Path(__file__).resolve().parents[1] / "configs" / f"{name}.yaml")
-    assert config.model.name in name or name == "fast"
+    assert config.model.name in name or name.startswith(("fast", "default"))
     assert config.out == f"runs/{name}"
