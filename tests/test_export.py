@@ -271,3 +271,26 @@ def test_cli_export(checkpoint, store, tmp_path):
     assert failed.stderr.strip() == (
         "ferkit: error: unknown export format 'tflite'; only onnx is supported"
     )
+
+
+def test_float16_weights_export_as_float16_and_compute_the_same(tmp_path):
+    torch.manual_seed(0)
+    model = create_model("vgg", width=0.25, fc=64)
+    prep = {"size": 48, "mean": 0.5, "std": 0.25}
+    full = save_checkpoint(tmp_path / "full.safetensors", model, arch="vgg",
+                           arch_kwargs={"width": 0.25, "fc": 64}, preprocessing=prep)  # fmt: skip
+    half = save_checkpoint(tmp_path / "half.safetensors", model, arch="vgg",
+                           arch_kwargs={"width": 0.25, "fc": 64}, preprocessing=prep,
+                           half=True)  # fmt: skip
+    assert half.stat().st_size < 0.6 * full.stat().st_size
+    loaded = load_model(half)
+    for name, value in model.state_dict().items():  # float16 values, float32 tensors
+        got = loaded.state_dict()[name]
+        assert got.dtype == value.dtype
+        torch.testing.assert_close(got, value.half().to(value.dtype) if got.numel() >= 4096
+                                   and value.is_floating_point() else value)  # fmt: skip
+    big = export_onnx(full, tmp_path / "full.onnx", check_samples=None).path
+    small = export_onnx(half, tmp_path / "half.onnx", check_samples=None)
+    assert small.path.stat().st_size < 0.6 * big.stat().st_size
+    assert small.max_abs_diff < 1e-5  # parity with PyTorch on the same weights
+    onnx.checker.check_model(onnx.load(str(small.path)), full_check=True)

@@ -687,6 +687,9 @@ def ship(
     data: Annotated[Path, typer.Option(help="HDF5 store to measure on")] = Path("data/fer2013.h5"),
     wall_time: Annotated[float | None, typer.Option(help="training wall time, seconds")] = None,
     dest: Annotated[Path | None, typer.Option(help="folder (default: the package)")] = None,
+    half: Annotated[
+        bool, typer.Option(help="store the large weights as float16 (half the bytes)")
+    ] = True,
 ) -> None:
     """Package a trained model as shipped weights with a model card of measured results;
     several shipped models as an ensemble (`<name>.ensemble.json`) with its own card."""
@@ -699,8 +702,9 @@ def ship(
         raise ConfigError("--command is required: the training command that produced SOURCE")
     else:
         written = ship_model(
-            sources[0], name, data=data, command=command, wall_time_s=wall_time, dest=dest
-        )
+            sources[0], name, data=data, command=command, wall_time_s=wall_time, dest=dest,
+            half=half,
+        )  # fmt: skip
     typer.echo("\n".join(f"wrote {path}" for path in written))
 
 

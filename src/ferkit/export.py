@@ -144,6 +144,8 @@ def _to_proto(model: nn.Module, prep: Preprocessing, opset: int):
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DeprecationWarning)  # "legacy exporter"
+            # ... and its advice for models in training mode (this one is in eval mode)
+            warnings.filterwarnings("ignore", message="It is recommended that constant folding")
             torch.onnx.export(
                 wrapped,
                 (example,),
@@ -153,6 +155,10 @@ def _to_proto(model: nn.Module, prep: Preprocessing, opset: int):
                 opset_version=opset,
                 dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}},
                 dynamo=False,
+                # Keep BatchNormalization nodes (the model is in eval mode): folding them
+                # into the convolutions here would make weights stored as float16 (ship)
+                # inexact in float16; ONNX Runtime fuses them itself when it loads the graph.
+                training=torch.onnx.TrainingMode.PRESERVE,
             )
     except Exception as error:  # the exporter raises many types; all mean "cannot export"
         first = (str(error).strip().splitlines() or [""])[0]
@@ -163,6 +169,32 @@ def _to_proto(model: nn.Module, prep: Preprocessing, opset: int):
     import onnx
 
     return onnx.load_model_from_string(buffer.getvalue())
+
+
+def _half_initializers(proto, min_size: int = 4096) -> int:
+    """Store large float32 weights that float16 holds exactly as float16 + a Cast node.
+
+    Models shipped with float16 weights (`ferkit ship`) export to float32 graphs whose big
+    weights are all float16 values; keeping them as float16 halves the file and loses
+    nothing. ONNX Runtime folds the Casts when it loads the graph, so it computes in float32
+    at the same speed. Returns the number of tensors converted.
+    """
+    from onnx import TensorProto, helper, numpy_helper
+
+    graph, converted = proto.graph, 0
+    for init in list(graph.initializer):
+        if init.data_type != TensorProto.FLOAT:
+            continue
+        values = numpy_helper.to_array(init)
+        if values.size < min_size or not np.array_equal(values.astype(np.float16), values):
+            continue
+        half = numpy_helper.from_array(values.astype(np.float16), init.name + "_fp16")
+        graph.initializer.remove(init)
+        graph.initializer.append(half)
+        cast = helper.make_node("Cast", [half.name], [init.name], to=TensorProto.FLOAT)
+        graph.node.insert(0, cast)
+        converted += 1
+    return converted
 
 
 class _CalibrationReader:
@@ -271,7 +303,9 @@ def export_onnx(
         )
 
     proto = _to_proto(model, prep, opset)
-    if method != "none":
+    if method == "none":
+        _half_initializers(proto)
+    else:
         with tempfile.TemporaryDirectory(prefix="ferkit-export-") as workdir:
             proto = _quantize(proto, method, calib, Path(workdir))
     try:

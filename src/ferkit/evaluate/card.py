@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 import time
 from pathlib import Path
 
@@ -73,11 +74,13 @@ def ship_model(
     command: str,
     wall_time_s: float | None = None,
     dest: str | Path | None = None,
+    half: bool = True,
 ) -> tuple[Path, Path]:
     """Write `<dest>/<name>.safetensors` and its card from a checkpoint or run folder.
 
     `command` is the training command that produced `source` (recorded as is);
-    `wall_time_s` its wall time when known. Returns (weights path, card path).
+    `wall_time_s` its wall time when known; `half` stores the large weights as float16
+    (half the bytes; the card measures the stored weights). Returns (weights, card).
     """
     import torch
 
@@ -100,7 +103,15 @@ def ship_model(
     )
 
     checkpoint = load_checkpoint(resolve_checkpoint(source))
-    model = load_model(source)
+    described = dict(
+        arch=checkpoint.arch, arch_kwargs=checkpoint.arch_kwargs,
+        preprocessing=checkpoint.preprocessing, class_names=checkpoint.class_names,
+        config=checkpoint.config, epoch=checkpoint.epoch, half=half,
+    )  # fmt: skip
+    with tempfile.TemporaryDirectory(prefix="ferkit-ship-") as tmp:
+        # Measure the weights exactly as they will ship (float16 storage included).
+        stored = save_checkpoint(Path(tmp) / "w.safetensors", load_model(source), **described)
+        model = load_model(stored)
     with open_store(data) as store:
         if tuple(store.class_names) != tuple(checkpoint.class_names):
             raise ModelError(f"{source}: classes differ from the store's {store.class_names}")
@@ -137,11 +148,7 @@ def ship_model(
     )
     folder = Path(dest) if dest is not None else weights_dir()
     weights = folder / f"{name}.safetensors"
-    save_checkpoint(
-        weights, model, arch=checkpoint.arch, arch_kwargs=checkpoint.arch_kwargs,
-        preprocessing=checkpoint.preprocessing, class_names=checkpoint.class_names,
-        config=checkpoint.config, epoch=checkpoint.epoch, metrics=metrics,
-    )  # fmt: skip
+    save_checkpoint(weights, model, metrics=metrics, **described)
 
     torch.set_num_threads(min(2, os.cpu_count() or 1))
     card = {
@@ -149,6 +156,7 @@ def ship_model(
         "file": weights.name,
         "sha256": sha256_file(weights),
         "size_bytes": weights.stat().st_size,
+        "weights_stored_as": "float16 (large tensors), float32 (the rest)" if half else "float32",
         "architecture": {
             "arch": checkpoint.arch,
             "arch_kwargs": checkpoint.arch_kwargs,

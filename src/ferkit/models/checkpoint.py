@@ -172,6 +172,14 @@ def _jsonable(value):
     return json.loads(json.dumps(value, default=default))
 
 
+HALF_MIN_SIZE = 4096
+
+
+def _half(tensor: Tensor) -> Tensor:
+    big_float = tensor.is_floating_point() and tensor.numel() >= HALF_MIN_SIZE
+    return tensor.half() if big_float else tensor
+
+
 def save_checkpoint(
     path: str | Path,
     model: nn.Module,
@@ -184,9 +192,16 @@ def save_checkpoint(
     epoch: int | None = None,
     metrics: dict | None = None,
     train_state: dict | None = None,
+    half: bool = False,
 ) -> Path:
     """Write `model` (unwrapped from DDP / torch.compile) with its description to `path`;
-    the suffix picks the format (.pt or .safetensors). Returns the path."""
+    the suffix picks the format (.pt or .safetensors). Returns the path.
+
+    half: store the large weight tensors (`HALF_MIN_SIZE` elements and up: convolution and
+    dense weights, nearly all the bytes) as float16, halving shipped files; the small
+    ones, batch-norm statistics among them, stay float32. Loading converts back to
+    float32, so a model saved this way is exactly what its card measured (ship measures
+    the stored file)."""
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix not in (*_TORCH_SUFFIXES, ".safetensors"):
@@ -208,6 +223,8 @@ def save_checkpoint(
         state_dict=clean_state_dict(_unwrap(model).state_dict()),
         train_state=train_state,
     )
+    if half:
+        checkpoint.state_dict = {k: _half(v) for k, v in checkpoint.state_dict.items()}
     if suffix == ".safetensors":
         from safetensors.torch import save_file
 
