@@ -9,11 +9,19 @@ import pytest
 
 from ferkit.evaluate.card import card_path
 from ferkit.files import sha256_file
-from ferkit.models.checkpoint import load_model, shipped_models, weights_dir
+from ferkit.models.checkpoint import (
+    load_model,
+    read_ensemble,
+    shipped_ensembles,
+    shipped_models,
+    weights_dir,
+)
 from ferkit.preprocess import Preprocessing
 
-SHIPPED = shipped_models()
+ENSEMBLES = shipped_ensembles()
+SHIPPED = [name for name in shipped_models() if name not in ENSEMBLES]  # single networks
 needs_weights = pytest.mark.skipif(not SHIPPED, reason="no weights shipped in src/ferkit/weights")
+needs_ensemble = pytest.mark.skipif(not ENSEMBLES, reason="no ensemble shipped")
 
 
 def card_of(name: str) -> dict:
@@ -61,7 +69,25 @@ def test_shipped_accuracy_reproduces_the_card(name, private_test):
     assert len(labels) == 3_589
     card = card_of(name)
     mode = card["results"]["tta_chosen_on_val"]
-    probs = predict_tta(load_classifier(name), faces, mode)
+    probs = predict_tta(load_classifier(name, tta=False), faces, mode)
+    accuracy = float((probs.argmax(1) == labels).mean())
+    assert abs(accuracy - card["results"]["test_accuracy"]) <= 0.03
+    if "tta_applied_by_default" in card["results"]:  # what users get is what the card says
+        as_used = load_classifier(name).predict_proba(faces)
+        np.testing.assert_array_equal(as_used.argmax(1), probs.argmax(1))
+
+
+@needs_ensemble
+@pytest.mark.integration
+@pytest.mark.parametrize("name", ENSEMBLES)
+def test_shipped_ensemble_reproduces_its_card(name, private_test):
+    from ferkit.infer.backends import load_classifier
+
+    card = json.loads((weights_dir() / f"{name}.card.json").read_text())
+    members = read_ensemble(weights_dir() / f"{name}.ensemble.json")["members"]
+    assert members == card["members"] and all(m in SHIPPED for m in members)
+    faces, labels = private_test
+    probs = load_classifier(name).predict_proba(faces)
     accuracy = float((probs.argmax(1) == labels).mean())
     assert abs(accuracy - card["results"]["test_accuracy"]) <= 0.03
 
