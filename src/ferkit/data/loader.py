@@ -99,7 +99,9 @@ def load_split(
     if len(fer_labels) == 0:
         raise DataError(f"{store_path}: split {split!r} is empty")
     targets = make_targets(fer_labels, votes, labels, classes, blend, names)
-    images, probs = images[targets.keep], targets.probs
+    if not targets.keep.all():  # FER+ modes leave rows out; the others keep the one read
+        images = images[targets.keep]
+    probs = targets.probs
     if len(images) == 0:
         raise DataError(f"{store_path}: no image of split {split!r} has a {labels} label")
     hard = targets.labels
