@@ -63,7 +63,7 @@ def test_learns_a_learnable_dataset_and_writes_the_run_folder(store, tmp_path):
         rows = list(csv.DictReader(handle))
     assert [int(r["epoch"]) for r in rows] == list(range(1, 9))
     assert set(rows[0]) == {"epoch", "lr", "train_loss", "train_acc", "val_loss", "val_acc",
-                            "images_per_s", "seconds"}  # fmt: skip
+                            "images_per_s", "seconds", "cpu"}  # fmt: skip
     assert float(rows[result.best_epoch - 1]["val_acc"]) == pytest.approx(result.best_val_acc)
 
 
@@ -123,7 +123,7 @@ def test_run_folder_guards(store, tmp_path):
 
 
 def test_early_stopping_stops_after_patience(store, tmp_path):
-    cfg = config(store, tmp_path / "run", epochs=6, patience=1, **{"optim.lr": 0.0})
+    cfg = config(store, tmp_path / "run", epochs=6, patience=1, **{"optim.lr": 1e-12})
     result = train(cfg)
     assert result.stopped_early and result.epochs < 6
     assert result.epochs == result.best_epoch + 1
