@@ -50,3 +50,16 @@ def ferplus_votes():
     if not path.exists():
         pytest.skip(f"FER+ votes not found at {path} (set FERKIT_FERPLUS to kaggle_votes.csv)")
     return path
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """One torch thread for a module (`pytestmark = pytest.mark.usefixtures("one_thread")`):
+    on a shared 2-core machine, two threads contending with other processes run tiny batches
+    several times slower."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

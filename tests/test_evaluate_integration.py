@@ -22,19 +22,10 @@ from ferkit.labels import EMOTIONS
 from ferkit.models.checkpoint import save_checkpoint
 from ferkit.models.registry import create_model
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("one_thread")]
 
 N_TEST, N_VAL = 500, 300
 SYNONYMS = {"angry": "anger", "happy": "happiness", "sad": "sadness", "surprise": "surprised"}
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One torch thread (see test_evaluate_report.py): faster on the shared 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

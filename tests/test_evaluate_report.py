@@ -32,14 +32,7 @@ from conftest import synthetic_faces
 FIGURES = ("confusion.png", "confusion_normalized.png", "reliability.png", "misclassified.png")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One torch thread: on the shared 2-core test machine, two threads contending with
-    other processes run these tiny batches several times slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
