@@ -66,14 +66,6 @@ HUGE = png_bytes(6320)  # 39.9 megapixels
 BOMB = png_header(60_000, 60_000)
 
 
-def peak_rss_mb(pid: int) -> float:
-    """The process's peak resident memory so far (VmHWM), MiB."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
-
-
 class Server:
     """`python -m ferkit serve` on a free loopback port with RLIMIT_NOFILE = `nofile`."""
 
@@ -322,7 +314,7 @@ def main() -> None:
                 under_attack(server.url, seconds, args.clients, args.slowloris)
             )
             alive = server.process.poll() is None
-            peak = peak_rss_mb(server.process.pid) if alive else float("nan")
+            peak = rss_mb(server.process.pid, "VmHWM") if alive else float("nan")
         finally:
             server.stop()
             log = Path(server.log.name).read_text()

@@ -48,10 +48,11 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def rss_mb(pid: int) -> float:
-    """Resident memory of a process in MiB (Linux /proc)."""
+def rss_mb(pid: int, field: str = "VmRSS") -> float:
+    """Memory of a process in MiB from Linux /proc: resident now (VmRSS) or its peak so far
+    (VmHWM)."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
+        if line.startswith(f"{field}:"):
             return int(line.split()[1]) / 1024
     return float("nan")
 
