@@ -73,8 +73,7 @@ class TorchClassifier:
         faces = np.ascontiguousarray(faces, dtype=np.uint8)
         if faces.ndim != 3:
             raise ValueError(f"expected faces of shape (N, H, W), got {faces.shape}")
-        probs = flip_average(self._raw, faces) if self.tta == "flip" else self._raw(faces)
-        return _calibrate(probs, self.temperature)
+        return _as_shipped(self._raw, faces, self.tta, self.temperature)
 
     def _raw(self, faces: np.ndarray) -> np.ndarray:
         torch = self._torch
@@ -86,6 +85,12 @@ class TorchClassifier:
                 probs = torch.softmax(logits.float(), dim=1)
                 out[start : start + len(chunk)] = probs.cpu().numpy()
         return out
+
+
+def _as_shipped(raw, faces: np.ndarray, tta: str, temperature: float | None) -> np.ndarray:
+    """A backend's raw probabilities with the model's stored TTA, then its temperature."""
+    probs = flip_average(raw, faces) if tta == "flip" else raw(faces)
+    return _calibrate(probs, temperature)
 
 
 def _calibrate(probs: np.ndarray, temperature: float | None) -> np.ndarray:
@@ -243,8 +248,7 @@ class OnnxClassifier:
         size = self.preprocessing.size
         if faces.ndim != 3 or faces.shape[1:] != (size, size):
             raise ValueError(f"expected faces of shape (N, {size}, {size}), got {faces.shape}")
-        probs = flip_average(self._raw, faces) if self.tta == "flip" else self._raw(faces)
-        return _calibrate(probs, self.temperature)
+        return _as_shipped(self._raw, faces, self.tta, self.temperature)
 
     def _raw(self, faces: np.ndarray) -> np.ndarray:
         out = np.zeros((len(faces), len(self.class_names)), dtype=np.float32)
