@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -29,12 +28,11 @@ import numpy as np
 from _common import camera_like, fer2013_or_exit, report
 from ferkit.infer.recognizer import Recognizer, set_threads
 from ferkit.models.checkpoint import shipped_aliases, shipped_models
-from ferkit.preprocess import crop_face
 
 
-def accuracy(rec: Recognizer, faces: np.ndarray, labels: np.ndarray, equalize: bool) -> float:
-    prep = replace(rec.preprocessing, equalize=equalize)
-    crops = np.stack([crop_face(face, None, prep) for face in faces])
+def accuracy(rec: Recognizer, faces: np.ndarray, labels: np.ndarray) -> float:
+    """Each face as the Recognizer crops a whole image (detector "none"), classified."""
+    crops = np.stack([rec.crop(face, None) for face in faces])
     probs = rec.classifier.predict_proba(crops)
     return float((probs.argmax(1) == labels).mean())
 
@@ -81,9 +79,9 @@ def main() -> None:
     rows = []
     for name in args.models:
         rec = Recognizer(name, detector="none")
-        stored = accuracy(rec, faces, labels, equalize=False)
-        clean = accuracy(rec, faces, labels, equalize=rec.preprocessing.equalize)
-        camera = accuracy(rec, degraded, labels, equalize=rec.preprocessing.equalize)
+        stored = accuracy(Recognizer(name, detector="none", equalize=False), faces, labels)
+        clean = accuracy(rec, faces, labels)
+        camera = accuracy(rec, degraded, labels)
         rows.append({
             "model": name,
             "backend": type(rec.classifier).__name__,
