@@ -154,3 +154,18 @@ def test_fer2013_labels_with_fer_plus_val_selection(store, tmp_path):
     assert load_checkpoint(result.best_path).class_names == EMOTIONS
     with pytest.raises(ConfigError, match="ferplus8 needs FER\\+ labels"):
         train(config(store, tmp_path / "bad", **{"data.labels": "fer2013"}))
+
+
+def test_init_from_a_seven_class_model_carries_the_shared_classes_into_eight(store, tmp_path):
+    seven = train(config(
+        store, tmp_path / "seven", epochs=1, **{"data.labels": "fer2013", "data.classes": "fer7"}
+    ))  # fmt: skip
+    eight = train(config(store, tmp_path / "eight", epochs=1, init=str(seven.run_dir),
+                         **{"optim.lr": 1e-9, "augment.mixup_alpha": 0.0}))  # fmt: skip
+    before = load_checkpoint(seven.best_path).state_dict
+    after = load_checkpoint(tmp_path / "eight" / "last.pt").state_dict
+    head = [k for k, v in after.items() if v.shape[:1] == (8,) and before[k].shape[:1] == (7,)]
+    assert head, "the output layer was not remapped"
+    for key in head:  # angry..neutral keep their rows; contempt is new
+        assert torch.allclose(after[key][:7], before[key], atol=1e-4), key
+        assert not torch.allclose(after[key][7], before[key][0], atol=1e-4), key

@@ -188,8 +188,13 @@ def _hard(target: torch.Tensor) -> torch.Tensor:
     return target.argmax(1) if target.is_floating_point() else target
 
 
-def _load_initial_weights(model: torch.nn.Module, cfg: TrainConfig) -> None:
-    """Start a fine-tuning run from `cfg.init`'s weights; the architecture must match."""
+def _load_initial_weights(model: torch.nn.Module, cfg: TrainConfig, class_names) -> None:
+    """Start a fine-tuning run from `cfg.init`'s weights; the architecture must match.
+
+    The class set may differ (a FER-2013 model fine-tuned into a FER+ 8-class one): the
+    output layer's rows of the classes both sets share are carried over by name, and a new
+    class (contempt) keeps its fresh initialisation.
+    """
     from ferkit.models.checkpoint import resolve_checkpoint
 
     source = load_checkpoint(resolve_checkpoint(cfg.init))
@@ -198,8 +203,26 @@ def _load_initial_weights(model: torch.nn.Module, cfg: TrainConfig) -> None:
             f"init {cfg.init}: a {source.arch} {source.arch_kwargs} model; this run trains "
             f"{cfg.model.name} {cfg.model.args}"
         )
-    model.load_state_dict(source.state_dict)
-    logger.info("initialised from %s (epoch %s)", source.path, source.epoch)
+    state = model.state_dict()  # the model's own tensors: copy_ fills them in place
+    rows = [(list(source.class_names).index(name), i) for i, name in enumerate(class_names)
+            if name in source.class_names]  # fmt: skip
+    n_source, n_target = len(source.class_names), len(class_names)
+    for key, tensor in source.state_dict.items():
+        target = state[key]
+        if tensor.shape == target.shape:
+            target.copy_(tensor)
+        elif (tensor.shape[0], target.shape[0]) == (n_source, n_target) and (
+            tensor.shape[1:] == target.shape[1:]
+        ):
+            for src, dst in rows:
+                target[dst].copy_(tensor[src])
+        else:
+            raise ConfigError(
+                f"init {cfg.init}: {key} has shape {tuple(tensor.shape)}, this run's model "
+                f"{tuple(target.shape)}"
+            )
+    kept = f"{len(rows)} of {n_target} classes" if n_source != n_target else "all classes"
+    logger.info("initialised from %s (epoch %s; %s)", source.path, source.epoch, kept)
 
 
 def _autocast(device: torch.device, dtype):
@@ -279,7 +302,7 @@ class _Run:
             cfg.model.name, num_classes=len(self.class_names), in_chans=1, **cfg.model.args
         )
         if cfg.init and not resume:
-            _load_initial_weights(model, cfg)
+            _load_initial_weights(model, cfg, self.class_names)
         self.model = model.to(device, memory_format=memory_format)
         torch.manual_seed(cfg.seed + 1009 * ctx.rank)  # per-rank dropout masks
         self.ddp = None
