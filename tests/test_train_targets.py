@@ -169,3 +169,28 @@ def test_init_from_a_seven_class_model_carries_the_shared_classes_into_eight(sto
     for key in head:  # angry..neutral keep their rows; contempt is new
         assert torch.allclose(after[key][:7], before[key], atol=1e-4), key
         assert not torch.allclose(after[key][7], before[key][0], atol=1e-4), key
+
+
+def test_an_eight_class_model_ships_scored_on_fer_plus_majority_labels(store, tmp_path):
+    import json
+
+    from ferkit.data.store import open_store
+    from ferkit.evaluate.card import ship_model
+    from ferkit.evaluate.labelsets import ferplus_majority_labels
+    from ferkit.evaluate.tta import predict_tta
+    from ferkit.infer.backends import TorchClassifier
+    from ferkit.models.checkpoint import load_model
+
+    run = train(config(store, tmp_path / "run", epochs=1))
+    weights, card_file = ship_model(run.run_dir, "plus", data=store, command="c", dest=tmp_path)
+    card = json.loads(card_file.read_text())
+    assert card["training"]["data"]["labels"]["set"] == "ferplus"
+    assert set(card["results"]["test_per_class_recall"]) <= set(FERPLUS_EMOTIONS)
+    with open_store(store) as opened:
+        faces, _ = opened.split_arrays("test")
+        keep, majority_labels, left_out = ferplus_majority_labels(opened.ferplus_votes("test")[0])
+    assert left_out["unknown"] > 0 and 7 in majority_labels.tolist()  # contempt is scored
+    mode = card["results"]["tta_chosen_on_val"]
+    classifier = TorchClassifier(load_model(weights), calibrated=False, tta=False)
+    probs = predict_tta(classifier, faces[keep], mode)
+    assert card["results"]["test_accuracy"] == float((probs.argmax(1) == majority_labels).mean())

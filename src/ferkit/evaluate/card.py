@@ -66,6 +66,33 @@ def _scores(metrics: dict) -> dict:
     }
 
 
+def _shipping_splits(data: str | Path, label_set: str, class_names, source) -> tuple:
+    """(val faces, val labels, test faces, test labels, store info) of the store `data`,
+    labelled as the model was selected (`label_set`: FER-2013's labels or FER+ majority) by
+    the same loader as `ferkit evaluate`; the model's classes must be the labels' classes."""
+    from ferkit.data.store import open_store
+    from ferkit.evaluate.runner import load_store_data
+
+    test = load_store_data(data, "test", label_set)
+    if tuple(test.class_names) != tuple(class_names):
+        raise ModelError(
+            f"{source}: classes {list(class_names)} differ from the {label_set} labels' "
+            f"{list(test.class_names)} in {data}"
+        )
+    with open_store(data) as store:
+        train_images = sum(store.counts()["train"].values())
+    info = {
+        "store": str(data),
+        "store_sha256": test.info["store_sha256"],
+        "source_sha256": test.info["source_sha256"],
+        "train_images": train_images,
+        "clean_summary": test.info["clean_summary"],
+        "labels": test.info.get("labels", {"set": "fer2013"}),
+    }
+    val_faces, val_labels = test.val
+    return val_faces, val_labels, test.faces, test.labels, info
+
+
 def ship_model(
     source: str | Path,
     name: str,
@@ -84,12 +111,12 @@ def ship_model(
     """
     import torch
 
-    from ferkit.data.store import open_store
     from ferkit.evaluate.calibration import (
         apply_temperature,
         expected_calibration_error,
         fit_temperature,
     )
+    from ferkit.evaluate.labelsets import model_label_set
     from ferkit.evaluate.metrics import classification_metrics
     from ferkit.evaluate.tta import predict_tta
     from ferkit.files import atomic_path
@@ -112,20 +139,10 @@ def ship_model(
         # Measure the weights exactly as they will ship (float16 storage included).
         stored = save_checkpoint(Path(tmp) / "w.safetensors", load_model(source), **described)
         model = load_model(stored)
-    with open_store(data) as store:
-        if tuple(store.class_names) != tuple(checkpoint.class_names):
-            raise ModelError(f"{source}: classes differ from the store's {store.class_names}")
-        val_faces, val_labels = store.split_arrays("val")
-        test_faces, test_labels = store.split_arrays("test")
-        store_info = {
-            "store": str(data),
-            "store_sha256": sha256_file(Path(data)),
-            "source_sha256": store.source_sha256,
-            "train_images": sum(store.counts()["train"].values()),
-            "clean_summary": store.clean_summary,
-        }
+    val_faces, val_labels, test_faces, test_labels, store_info = _shipping_splits(
+        data, model_label_set(checkpoint.config), checkpoint.class_names, source
+    )
     classifier = TorchClassifier(model, calibrated=False, tta=False)
-    val_labels, test_labels = val_labels.astype(np.int64), test_labels.astype(np.int64)
 
     names = checkpoint.class_names
     results, probs = {}, {}
@@ -214,12 +231,18 @@ def ship_ensemble(
     of their uncalibrated probabilities gets one temperature fitted on val. The card
     reports every member and the ensemble on val and test, and the faces/s of the whole.
     """
-    from ferkit.data.store import open_store
     from ferkit.evaluate.calibration import expected_calibration_error, fit_temperature
+    from ferkit.evaluate.labelsets import model_label_set
     from ferkit.evaluate.metrics import classification_metrics
     from ferkit.files import atomic_path
     from ferkit.infer.backends import EnsembleClassifier, open_for_inference
-    from ferkit.models.checkpoint import ENSEMBLE_SUFFIX, shipped_models, weights_dir
+    from ferkit.models.checkpoint import (
+        ENSEMBLE_SUFFIX,
+        load_checkpoint,
+        resolve_checkpoint,
+        shipped_models,
+        weights_dir,
+    )
     from ferkit.models.temperature import apply_temperature
 
     unknown = [m for m in members if m not in shipped_models()]
@@ -229,11 +252,10 @@ def ship_ensemble(
         )
     classifiers = [open_for_inference(m, calibrated=False) for m in members]
     ensemble = EnsembleClassifier(classifiers)
-    with open_store(data) as store:
-        val_faces, val_labels = store.split_arrays("val")
-        test_faces, test_labels = store.split_arrays("test")
-        data_sha = store.source_sha256
-    val_labels, test_labels = val_labels.astype(np.int64), test_labels.astype(np.int64)
+    label_set = model_label_set(load_checkpoint(resolve_checkpoint(members[0])).config)
+    val_faces, val_labels, test_faces, test_labels, store_info = _shipping_splits(
+        data, label_set, ensemble.class_names, " + ".join(members)
+    )
     names = ensemble.class_names
 
     def scores(classifier) -> tuple[dict, np.ndarray, np.ndarray]:
@@ -263,7 +285,7 @@ def ship_ensemble(
         "members": members,
         "architecture": {"ensemble_of": members, "combination": "mean of probabilities"},
         "training": {
-            "data": {"store": str(data), "source_sha256": data_sha},
+            "data": store_info,
             "members": "see each member's card",
         },  # fmt: skip
         "results": {
