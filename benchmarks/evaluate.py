@@ -25,7 +25,7 @@ from _common import best_of, fer2013_or_exit, report
 from ferkit.data import open_store, prepare
 from ferkit.evaluate import evaluate
 from ferkit.evaluate.tta import predict_tta, tta_views, view_count
-from ferkit.infer.backends import load_classifier
+from ferkit.infer.loading import open_classifier
 from ferkit.models import create_model, save_checkpoint
 
 REPO_STORE = Path(__file__).resolve().parents[1] / "data" / "fer2013.h5"
@@ -54,7 +54,7 @@ def main() -> None:
             run / "best.pt", create_model(args.model).eval(), arch=args.model, arch_kwargs={},
             preprocessing=prep, config={"data": {"val_split": "val"}},
         )  # fmt: skip
-        classifier = load_classifier(run)
+        classifier = open_classifier(run)
         classifier.predict_proba(faces[:256])  # warm-up
         # Modes interleaved in rounds, fastest round kept: load drifts on shared machines.
         seconds = {mode: float("inf") for mode in MODES}

@@ -38,7 +38,8 @@ import cv2
 import numpy as np
 
 from _common import camera_like
-from ferkit.infer.demo import choose_model, sample_image
+from ferkit.infer.demo import sample_image
+from ferkit.infer.loading import choose_model
 from ferkit.infer.recognizer import Recognizer, set_threads
 from ferkit.infer.smoothing import SmoothingConfig, flicker
 from ferkit.infer.sources import read_image
@@ -166,7 +167,7 @@ def jittered_clip(face: np.ndarray, frames: int, rng) -> list[np.ndarray]:
     return clip
 
 
-def flicker_study(model, store_path: Path, faces: int = 60, frames: int = 60) -> list[dict] | str:
+def flicker_study(classifier, store_path: Path, faces=60, frames=60) -> list[dict] | str:
     """Label changes per second of still FER-2013 test faces under camera jitter, without
     and with smoothing (a still face should keep its label), and per-frame accuracy."""
     from ferkit.data.store import open_store
@@ -180,7 +181,7 @@ def flicker_study(model, store_path: Path, faces: int = 60, frames: int = 60) ->
     clips = [jittered_clip(images[i], frames, np.random.default_rng(int(i))) for i in pick]
     rows = []
     for method in ("none", "ema", "mean"):
-        rec = Recognizer(model, detector="none", smoothing=SmoothingConfig(method),
+        rec = Recognizer(classifier, detector="none", smoothing=SmoothingConfig(method),
                          tracking=TrackingConfig(detect_every=1, min_hits=1))  # fmt: skip
         changes, correct = [], 0
         for clip, label in zip(clips, labels[pick], strict=True):
@@ -195,29 +196,22 @@ def flicker_study(model, store_path: Path, faces: int = 60, frames: int = 60) ->
     return rows
 
 
-def equalisation_study(model, store_path: Path) -> list[dict] | str:
+def equalisation_study(classifier, store_path: Path) -> list[dict] | str:
     """Test accuracy with and without histogram equalisation, on the FER-2013 test split
     (PrivateTest) as stored and made camera-like. A reason string where it cannot run."""
-    from dataclasses import replace
-
     from ferkit.data.store import open_store
-    from ferkit.infer.backends import TorchClassifier
 
     if not store_path.is_file():
         return f"skipped: no FER-2013 store at {store_path} (ferkit data prepare)"
     with open_store(store_path) as store:
         faces, labels = store.split_arrays("test")
-    classifier = TorchClassifier(model)
-    base = classifier.preprocessing
     rows = []
     for name, images in (("FER-2013 test as stored", faces), ("camera-like", camera_like(faces))):
         for equalize in (False, True):
             batch = np.stack([cv2.equalizeHist(f) for f in images]) if equalize else images
-            classifier.preprocessing = replace(base, equalize=False)
             accuracy = float((classifier.predict_proba(batch).argmax(1) == labels).mean())
             rows.append({"faces": name, "equalize": equalize, "accuracy": accuracy,
                          "n": int(len(labels))})  # fmt: skip
-    classifier.preprocessing = base
     return rows
 
 
@@ -254,17 +248,6 @@ def speed_and_recall(model, frames: int) -> list[dict]:
     return rows
 
 
-def speed_model(explicit: str | None, choice):
-    """What the speed rows pass to `Recognizer`: the name or path itself where there is one,
-    so the recognizer picks its default classifier backend as it does for a user."""
-    from ferkit.models.checkpoint import shipped_aliases, shipped_models
-
-    if explicit:
-        return explicit
-    shipped = "default" in shipped_models() or "default" in shipped_aliases()
-    return "default" if shipped else choice.model
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--frames", type=int, default=60)
@@ -284,17 +267,18 @@ def main() -> None:
                "defaults": {"tracking": TrackingConfig().__dict__,
                             "smoothing": SmoothingConfig().__dict__}}  # fmt: skip
     if args.only in (None, "equalize"):
-        study = equalisation_study(choice.model, args.store) if choice.trained else needs_training
+        classifier = choice.classifier
+        study = equalisation_study(classifier, args.store) if choice.trained else needs_training
         payload["equalisation"] = study
         print_study(study)
     if args.only in (None, "speed"):
         load = os.getloadavg()[0]
         print(f"\nspeed and recall, {frames} frames of 640×480 per video, load average "
               f"{load:.1f} on {os.cpu_count()} CPUs:")  # fmt: skip
-        payload["speed_recall"] = speed_and_recall(speed_model(args.model, choice), frames)
+        payload["speed_recall"] = speed_and_recall(choice.classifier, frames)
         payload["load_average"] = [load, os.getloadavg()[0]]
     if args.only in (None, "flicker"):
-        rows = flicker_study(choice.model, args.store) if choice.trained else needs_training
+        rows = flicker_study(choice.classifier, args.store) if choice.trained else needs_training
         payload["flicker"] = rows
         print("\nflicker of still FER-2013 test faces under camera jitter (30 fps, 2 s each):")
         if isinstance(rows, str):

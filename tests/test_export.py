@@ -19,9 +19,8 @@ from ferkit.infer.backends import (
     Classifier,
     OnnxClassifier,
     TorchClassifier,
-    load_classifier,
-    matching_export,
 )
+from ferkit.infer.loading import matching_export, network_backend, open_classifier
 from ferkit.infer.recognizer import Recognizer
 from ferkit.labels import EMOTIONS
 from ferkit.models.checkpoint import Checkpoint, load_model, save_checkpoint
@@ -106,13 +105,13 @@ def test_round_trip_matches_pytorch_and_carries_metadata(checkpoint, exported):
 
 
 def test_onnx_backend_gives_the_same_faces_as_torch(checkpoint, exported):
-    onnx_clf = load_classifier(exported.path)
+    onnx_clf = open_classifier(exported.path)
     assert isinstance(onnx_clf, OnnxClassifier) and isinstance(onnx_clf, Classifier)
     assert onnx_clf.class_names == EMOTIONS
     assert onnx_clf.preprocessing == load_model(checkpoint).ferkit.preprocessing
     # backend="onnx" finds the export beside the checkpoint.
-    assert isinstance(load_classifier(checkpoint, backend="onnx"), OnnxClassifier)
-    assert isinstance(load_classifier(checkpoint, backend="torch"), TorchClassifier)
+    assert isinstance(open_classifier(checkpoint, backend="onnx"), OnnxClassifier)
+    assert isinstance(open_classifier(checkpoint, backend="torch"), TorchClassifier)
 
     images = list(stripes(np.array([0, 3, 6]), seed=9))
     images.append(np.kron(images[0], np.ones((3, 3), dtype=np.uint8)))  # 144×144: resized
@@ -129,7 +128,10 @@ def test_recognizer_runs_the_matching_export_on_the_cpu_by_default(checkpoint, e
     import shutil
 
     assert isinstance(Recognizer(checkpoint, detector="none").classifier, OnnxClassifier)
-    assert isinstance(load_classifier(checkpoint), TorchClassifier)  # evaluation: PyTorch
+    # "auto" means that everywhere; evaluation asks for the network itself.
+    assert isinstance(open_classifier(checkpoint), OnnxClassifier)
+    assert network_backend(checkpoint) == "torch" and network_backend(exported.path) == "onnx"
+    assert isinstance(open_classifier(checkpoint, backend="torch"), TorchClassifier)
     # An export left from before the checkpoint changed is not used.
     stale = shutil.copy(checkpoint, tmp_path / "best.pt")
     shutil.copy(exported.path, tmp_path / "best.onnx")
@@ -154,9 +156,9 @@ def test_both_backends_apply_the_stored_temperature(checkpoint, store, tmp_path)
     expected = apply_temperature(raw, 2.5)
     assert not np.allclose(raw, expected, atol=1e-3)  # T = 2.5 visibly softens them
     for backend in ("torch", "onnx"):
-        calibrated = load_classifier(path, backend=backend).predict_proba(faces)
+        calibrated = open_classifier(path, backend=backend).predict_proba(faces)
         np.testing.assert_allclose(calibrated, expected, atol=1e-5)
-        uncalibrated = load_classifier(path, backend=backend, calibrated=False)
+        uncalibrated = open_classifier(path, backend=backend, calibrated=False)
         np.testing.assert_allclose(uncalibrated.predict_proba(faces), raw, atol=1e-5)
     assert OnnxClassifier(onnx_path).temperature == pytest.approx(2.5)
 
@@ -179,9 +181,9 @@ def test_both_backends_apply_the_stored_flip_tta(checkpoint, store, tmp_path):
     assert not np.allclose(raw.predict_proba(faces), expected, atol=1e-4)
     for backend in ("torch", "onnx"):
         np.testing.assert_allclose(
-            load_classifier(path, backend=backend).predict_proba(faces), expected, atol=1e-5
+            open_classifier(path, backend=backend).predict_proba(faces), expected, atol=1e-5
         )
-        untouched = load_classifier(path, backend=backend, tta=False).predict_proba(faces)
+        untouched = open_classifier(path, backend=backend, tta=False).predict_proba(faces)
         np.testing.assert_allclose(untouched, raw.predict_proba(faces), atol=1e-5)
 
 
@@ -228,7 +230,7 @@ def test_bad_files_raise_clear_errors(tmp_path, trained, store):
     garbage = tmp_path / "garbage.onnx"
     garbage.write_bytes(b"not a protobuf")
     with pytest.raises(ModelError, match="garbage.onnx: ONNX Runtime cannot load it"):
-        load_classifier(garbage)
+        open_classifier(garbage)
 
     valid = export_onnx(trained, tmp_path / "valid.onnx", data=store, check_samples=8).path
     with pytest.raises(ValueError, match=r"expected faces of shape \(N, 48, 48\)"):
@@ -243,15 +245,15 @@ def test_bad_files_raise_clear_errors(tmp_path, trained, store):
         read_metadata(foreign)
 
     with pytest.raises(ModelError, match="unknown backend 'tensorrt'"):
-        load_classifier(valid, backend="tensorrt")
+        open_classifier(valid, backend="tensorrt")
     with pytest.raises(ModelError, match="runs with the onnx backend, not torch"):
-        load_classifier(valid, backend="torch")
+        open_classifier(valid, backend="torch")
     bare = save_checkpoint(
         tmp_path / "bare.pt", create_model("mini_xception"), arch="mini_xception",
         arch_kwargs={}, preprocessing=trained.ferkit.preprocessing,
     )  # fmt: skip
     with pytest.raises(ModelError, match=r"no ONNX export of .*bare.pt at .*bare.onnx"):
-        load_classifier(bare, backend="onnx")
+        open_classifier(bare, backend="onnx")
 
 
 def ferkit(*args):

@@ -11,7 +11,8 @@ import torch
 import ferkit.models.checkpoint as checkpoint_module
 from ferkit.errors import ModelError
 from ferkit.evaluate.card import ship_ensemble, ship_model
-from ferkit.infer.backends import EnsembleClassifier, load_classifier
+from ferkit.infer.backends import EnsembleClassifier
+from ferkit.infer.loading import open_classifier
 from ferkit.infer.recognizer import Recognizer
 from ferkit.models.checkpoint import load_model, save_checkpoint
 from ferkit.models.registry import create_model
@@ -40,14 +41,14 @@ def test_an_ensemble_file_averages_its_members(tmp_path):
     spec = tmp_path / "pair.ensemble.json"
     spec.write_text(json.dumps({"format": "ferkit-ensemble", "members": ["a.pt", "b.pt"]}))
     faces = stripes(np.arange(7), seed=3)
-    ensemble = load_classifier(spec)
+    ensemble = open_classifier(spec)
     assert isinstance(ensemble, EnsembleClassifier) and len(ensemble.members) == 2
-    expected = sum(load_classifier(p).predict_proba(faces) for p in (a, b)) / 2
+    expected = sum(open_classifier(p).predict_proba(faces) for p in (a, b)) / 2
     np.testing.assert_allclose(ensemble.predict_proba(faces), expected, atol=1e-6)
 
     spec.write_text(json.dumps({"format": "ferkit-ensemble", "members": ["a.pt", "b.pt"],
                                 "temperature": 3.0}))  # fmt: skip
-    softer = load_classifier(spec).predict_proba(faces)
+    softer = open_classifier(spec).predict_proba(faces)
     assert softer.max(1).mean() < expected.max(1).mean()
     np.testing.assert_array_equal(softer.argmax(1), expected.argmax(1))
     faces_found = Recognizer(spec, detector="none").predict(faces[0])
@@ -59,13 +60,13 @@ def test_members_must_agree_on_classes_and_crop(tmp_path):
     other_classes = tiny(tmp_path / "b.pt", 2, classes=8)
     other_crop = tiny(tmp_path / "c.pt", 3, margin=0.3)
     for odd, what in ((other_classes, "classes"), (other_crop, "crop")):
-        members = [load_classifier(a), load_classifier(odd)]
+        members = [open_classifier(a), open_classifier(odd)]
         with pytest.raises(ModelError, match=what):
             EnsembleClassifier(members)
     broken = tmp_path / "broken.ensemble.json"
     broken.write_text('{"members": []}')
     with pytest.raises(ModelError, match="broken.ensemble.json"):
-        load_classifier(broken)
+        open_classifier(broken)
 
 
 def test_shipped_ensemble_has_a_card_and_a_name(store, tmp_path, monkeypatch):
@@ -81,7 +82,7 @@ def test_shipped_ensemble_has_a_card_and_a_name(store, tmp_path, monkeypatch):
     assert card["members"] == ["one", "two"] and set(card["results"]["by_member"]) == {
         "one", "two"}  # fmt: skip
     assert "pair" in checkpoint_module.shipped_models()
-    classifier = load_classifier("pair")
+    classifier = open_classifier("pair")
     assert classifier.temperature == pytest.approx(card["results"]["temperature"])
     with pytest.raises(ModelError, match="ensemble"):
         load_model("pair")

@@ -268,7 +268,7 @@ def test_cli_predict_bad_input_is_one_line_error(tmp_path, checkpoint, capsys):
 
 
 def test_demo_model_choice_says_what_it_uses(tmp_path, monkeypatch):
-    from ferkit.infer.demo import choose_model
+    from ferkit.infer.loading import choose_model
     from ferkit.models import checkpoint as checkpoint_module
 
     monkeypatch.delenv("FERKIT_MODEL", raising=False)

@@ -358,7 +358,7 @@ def test_model_by_path_and_fallback(tmp_path, monkeypatch):
 
 
 def test_shipped_default_is_served_by_its_matching_onnx_export(monkeypatch):
-    from ferkit.infer.demo import choose_model
+    from ferkit.infer.loading import choose_model
 
     monkeypatch.delenv("FERKIT_MODEL", raising=False)
     assert choose_model().spec == "default"  # what `make demo` hands to the Recognizer too

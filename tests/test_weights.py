@@ -63,17 +63,17 @@ def private_test(fer2013_archive):
 @pytest.mark.parametrize("name", SHIPPED)
 def test_shipped_accuracy_reproduces_the_card(name, private_test):
     from ferkit.evaluate.tta import predict_tta
-    from ferkit.infer.backends import load_classifier
+    from ferkit.infer.loading import open_classifier
 
     faces, labels = private_test
     assert len(labels) == 3_589
     card = card_of(name)
     mode = card["results"]["tta_chosen_on_val"]
-    probs = predict_tta(load_classifier(name, tta=False), faces, mode)
+    probs = predict_tta(open_classifier(name, tta=False), faces, mode)
     accuracy = float((probs.argmax(1) == labels).mean())
     assert abs(accuracy - card["results"]["test_accuracy"]) <= 0.03
     if "tta_applied_by_default" in card["results"]:  # what users get is what the card says
-        as_used = load_classifier(name).predict_proba(faces)
+        as_used = open_classifier(name).predict_proba(faces)
         np.testing.assert_array_equal(as_used.argmax(1), probs.argmax(1))
 
 
@@ -81,13 +81,13 @@ def test_shipped_accuracy_reproduces_the_card(name, private_test):
 @pytest.mark.integration
 @pytest.mark.parametrize("name", ENSEMBLES)
 def test_shipped_ensemble_reproduces_its_card(name, private_test):
-    from ferkit.infer.backends import load_classifier
+    from ferkit.infer.loading import open_classifier
 
     card = json.loads((weights_dir() / f"{name}.card.json").read_text())
     members = read_ensemble(weights_dir() / f"{name}.ensemble.json")["members"]
     assert members == card["members"] and all(m in SHIPPED for m in members)
     faces, labels = private_test
-    probs = load_classifier(name).predict_proba(faces)
+    probs = open_classifier(name).predict_proba(faces)
     accuracy = float((probs.argmax(1) == labels).mean())
     assert abs(accuracy - card["results"]["test_accuracy"]) <= 0.03
 

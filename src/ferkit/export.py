@@ -274,10 +274,10 @@ def export_onnx(
     import onnx
 
     from ferkit.infer.backends import OnnxClassifier, TorchClassifier
-    from ferkit.models.checkpoint import load_model, resolve_checkpoint
+    from ferkit.infer.loading import open_classifier
 
     if isinstance(model, str | Path):
-        model = load_model(resolve_checkpoint(model))
+        model = getattr(open_classifier(model, backend="torch"), "model", None)
     meta = getattr(model, "ferkit", None)
     if meta is None:
         raise ModelError("model has no `ferkit` metadata; load it with ferkit.load_model")

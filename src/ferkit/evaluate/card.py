@@ -235,7 +235,8 @@ def ship_ensemble(
     from ferkit.evaluate.labelsets import model_label_set
     from ferkit.evaluate.metrics import classification_metrics
     from ferkit.files import atomic_path
-    from ferkit.infer.backends import EnsembleClassifier, open_for_inference
+    from ferkit.infer.backends import EnsembleClassifier
+    from ferkit.infer.loading import open_classifier
     from ferkit.models.checkpoint import (
         ENSEMBLE_SUFFIX,
         load_checkpoint,
@@ -250,7 +251,7 @@ def ship_ensemble(
         raise ModelError(
             f"an ensemble needs two or more shipped models as members; not shipped: {unknown}"
         )
-    classifiers = [open_for_inference(m, calibrated=False) for m in members]
+    classifiers = [open_classifier(m, calibrated=False) for m in members]
     ensemble = EnsembleClassifier(classifiers)
     label_set = model_label_set(load_checkpoint(resolve_checkpoint(members[0])).config)
     val_faces, val_labels, test_faces, test_labels, store_info = _shipping_splits(

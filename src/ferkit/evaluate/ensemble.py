@@ -17,7 +17,8 @@ import numpy as np
 
 from ferkit.errors import ModelError
 from ferkit.evaluate.calibration import checkpoint_temperature
-from ferkit.infer.backends import Classifier, load_classifier
+from ferkit.infer.backends import Classifier
+from ferkit.infer.loading import network_backend, open_classifier
 
 _RUN_FILE_STEMS = ("best", "last")
 
@@ -95,11 +96,13 @@ def _member_name(spec: str) -> str:
 
 
 def load_member(spec: str | Path, device: str = "cpu", batch_size: int = 256) -> Member:
-    """A member from a run folder, checkpoint, ONNX file or shipped model name."""
+    """A member from a run folder, checkpoint, ONNX file or shipped model name: its network
+    itself (never an export in its place), raw (evaluation applies TTA and T itself)."""
     spec = str(spec)
-    classifier = load_classifier(
-        spec, device=device, batch_size=batch_size, calibrated=False, tta=False
-    )
+    classifier = open_classifier(
+        spec, device=device, backend=network_backend(spec), batch_size=batch_size,
+        calibrated=False, tta=False,
+    )  # fmt: skip
     meta = getattr(getattr(classifier, "model", None), "ferkit", None)
     path = Path(spec)
     return Member(

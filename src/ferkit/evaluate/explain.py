@@ -123,18 +123,18 @@ def explain_images(
 ) -> list[Path]:
     """Grad-CAM figures for every face in each image: `<out>/<image stem>_gradcam.png`.
 
-    `model` is anything `ferkit.load_model` accepts, or a loaded model. `emotion` is the
+    `model` is anything `open_classifier` opens with PyTorch, or a loaded model. `emotion` is the
     class to explain ("all" for every class; default: each face's predicted emotion).
     Faces are found and cropped by the recognition pipeline with `Recognizer`'s options
     (`detector` None: the images are faces); images without a face are explained whole.
     """
     from ferkit.evaluate.plots import plot_gradcam
+    from ferkit.infer.loading import open_classifier
     from ferkit.infer.recognizer import Recognizer
     from ferkit.infer.sources import read_image
-    from ferkit.models.checkpoint import load_model
 
-    if isinstance(model, str | Path):
-        model = load_model(model)
+    classifier = open_classifier(model, backend="torch")
+    model = getattr(classifier, "model", None)
     meta = getattr(model, "ferkit", None)
     if meta is None:
         raise ModelError("Grad-CAM needs a ferkit PyTorch checkpoint, not another backend")
@@ -142,7 +142,7 @@ def explain_images(
     if emotion is not None and emotion != "all" and emotion not in names:
         raise ConfigError(f"unknown emotion {emotion!r}; expected one of {', '.join(names)} or all")
     pipeline = Recognizer(
-        model, detector=detector or "none", detector_options=detector_options,
+        classifier, detector=detector or "none", detector_options=detector_options,
         equalize=equalize, align=align, tracking=False,
     )  # fmt: skip
     out = Path(out)

@@ -6,8 +6,8 @@ stored with the model (fitted on val by `ferkit evaluate`) unless asked for raw
 probabilities (`calibrated=False`, which evaluation uses because it fits T itself), and the
 test-time augmentation `ferkit ship` chose for it (flip: the face and its mirror averaged)
 unless asked not to (`tta=False`, for evaluation, which applies TTA itself). PyTorch and ONNX
-Runtime implement the same protocol behind `load_classifier`, so detection, tracking,
-smoothing and outputs do not care which one runs.
+Runtime implement the same protocol, so detection, tracking, smoothing and outputs do not
+care which one runs; `ferkit.infer.loading.open_classifier` decides which one does.
 """
 
 from __future__ import annotations
@@ -25,8 +25,6 @@ from ferkit.models.temperature import (
     flip_average,
 )
 from ferkit.preprocess import Preprocessing, normalize
-
-BACKENDS = ("auto", "torch", "onnx")
 
 
 @runtime_checkable
@@ -97,99 +95,6 @@ def _calibrate(probs: np.ndarray, temperature: float | None) -> np.ndarray:
     if temperature is None or len(probs) == 0:
         return probs
     return apply_temperature(probs, temperature)
-
-
-def load_classifier(
-    model="default",
-    device: str = "cpu",
-    batch_size: int = 256,
-    backend: str = "auto",
-    calibrated: bool = True,
-    tta: bool = True,
-) -> Classifier:
-    """A `Classifier` from a shipped model name, a checkpoint file or run folder, an
-    exported .onnx file, a loaded model or a ready classifier.
-
-    backend: "auto" (ONNX Runtime for .onnx files, PyTorch otherwise), "torch", or "onnx"
-    (a .onnx file, or the `ferkit export` output beside a checkpoint or shipped model:
-    `best.pt` → `best.onnx`). calibrated: apply the model's stored temperature; tta: its
-    stored test-time augmentation.
-    """
-    if isinstance(model, Classifier):
-        return model
-    if backend not in BACKENDS:
-        raise ModelError(f"unknown backend {backend!r}; expected one of {', '.join(BACKENDS)}")
-    if isinstance(model, str | Path):
-        from ferkit.models.checkpoint import resolve_ensemble
-
-        ensemble = resolve_ensemble(model)
-        if ensemble is not None:
-            return EnsembleClassifier.from_file(
-                ensemble, device=device, batch_size=batch_size, calibrated=calibrated, tta=tta
-            )
-        exported = _onnx_file(model, backend)
-        if exported is not None:
-            return OnnxClassifier(
-                exported, device=device, batch_size=batch_size, calibrated=calibrated, tta=tta
-            )
-        from ferkit.models.checkpoint import load_model
-
-        model = load_model(model, device=device)
-    if backend == "onnx":
-        raise ModelError("the onnx backend needs a .onnx file, a checkpoint path or a model name")
-    if hasattr(model, "parameters"):
-        return TorchClassifier(model, batch_size=batch_size, calibrated=calibrated, tta=tta)
-    raise ModelError(f"cannot use {type(model).__name__} as an emotion classifier")
-
-
-def _onnx_file(model: str | Path, backend: str) -> Path | None:
-    """The .onnx file `load_classifier` should run, or None for the PyTorch backend."""
-    path = Path(model)
-    if path.suffix.lower() == ".onnx":
-        if backend == "torch":
-            raise ModelError(f"{path}: an ONNX file runs with the onnx backend, not torch")
-        return path
-    if backend != "onnx":
-        return None
-    from ferkit.models.checkpoint import resolve_checkpoint
-
-    exported = resolve_checkpoint(model).with_suffix(".onnx")
-    if not exported.is_file():
-        raise ModelError(f"no ONNX export of {model} at {exported}; run `ferkit export {model}`")
-    return exported
-
-
-def matching_export(
-    model: str | Path, batch_size: int = 256, calibrated: bool = True, tta: bool = True
-):
-    """The fp32 `ferkit export` beside a checkpoint or shipped model as an `OnnxClassifier`,
-    where onnxruntime is installed and the export was made from exactly these weights (its
-    recorded sha256: an export left from before retraining is not used); else None.
-
-    Same probabilities as PyTorch (parity checked by `ferkit export`) in a third of the
-    time for one face (0.8 vs 2.6 ms with the shipped model on one CPU core), which is why
-    the `Recognizer` prefers it on the CPU.
-    """
-    import importlib.util
-
-    from ferkit.files import sha256_file
-    from ferkit.models.checkpoint import resolve_checkpoint, resolve_ensemble
-
-    if Path(model).suffix.lower() == ".onnx" or importlib.util.find_spec("onnxruntime") is None:
-        return None
-    if resolve_ensemble(model) is not None:
-        return None  # its members each take their own export (EnsembleClassifier)
-
-    checkpoint = resolve_checkpoint(model)
-    exported = checkpoint.with_suffix(".onnx")
-    if not exported.is_file():
-        return None
-    try:
-        classifier = OnnxClassifier(exported, batch_size=batch_size, calibrated=calibrated, tta=tta)
-    except ModelError:  # not a ferkit export, or one this onnxruntime cannot run
-        return None
-    made_from = classifier.metadata.get("source_sha256")
-    return classifier if made_from == sha256_file(checkpoint) else None
 
 
 class OnnxClassifier:
@@ -270,20 +175,12 @@ def _onnx_providers(device: str, available: list[str]) -> list:
     )
 
 
-def open_for_inference(model, device: str = "cpu", batch_size: int = 256, **options):
-    """The classifier the `Recognizer` runs for `model`: on the CPU, the model's matching
-    ONNX export where there is one (same probabilities, faster), else `load_classifier`."""
-    exported = None
-    if device == "cpu" and isinstance(model, str | Path):
-        exported = matching_export(model, batch_size, **options)
-    return exported or load_classifier(model, device=device, batch_size=batch_size, **options)
-
-
 class EnsembleClassifier:
     """Several classifiers as one: the mean of their probabilities, then the ensemble's own
-    temperature (fitted on val by `ferkit ship`). Each member runs as the Recognizer would
-    run it alone (its ONNX export on the CPU, its own TTA); all members must name the same
-    classes and crop faces the same way (size, margin, framing), since one crop feeds them.
+    temperature (fitted on val by `ferkit ship`). Each member runs as it would alone
+    (`open_classifier` opens them: its ONNX export on the CPU, its own TTA); all members
+    must name the same classes and crop faces the same way (size, margin, framing), since
+    one crop feeds them.
     """
 
     def __init__(self, members: list, temperature: float | None = None) -> None:
@@ -303,17 +200,6 @@ class EnsembleClassifier:
             if _crop_settings(member.preprocessing) != crop:
                 raise ModelError("ensemble members crop faces differently (size/margin/framing)")
         self.temperature = temperature
-
-    @classmethod
-    def from_file(cls, path, device="cpu", batch_size=256, calibrated=True, tta=True):
-        from ferkit.models.checkpoint import read_ensemble
-
-        spec = read_ensemble(path)
-        members = [
-            open_for_inference(m, device, batch_size, calibrated=False, tta=tta)
-            for m in spec["members"]
-        ]
-        return cls(members, spec["temperature"] if calibrated else None)
 
     def predict_proba(self, faces: np.ndarray) -> np.ndarray:
         probs = sum(member.predict_proba(faces) for member in self.members) / len(self.members)

@@ -28,8 +28,9 @@ from pathlib import Path
 import numpy as np
 
 from ferkit.infer.align import face_crop
-from ferkit.infer.backends import Classifier, load_classifier, open_for_inference
+from ferkit.infer.backends import Classifier
 from ferkit.infer.faces import Detection, FaceDetector, create_detector
+from ferkit.infer.loading import open_classifier
 from ferkit.infer.results import Face, FrameResult
 from ferkit.infer.smoothing import SmoothingConfig, TrackSmoother
 from ferkit.infer.sources import Frame, Source, load_source, read_image
@@ -47,11 +48,9 @@ _NESTED = 0.6  # a box with this share of its area inside a larger face's box is
 class Recognizer:
     """Detect faces and recognise their emotions.
 
-    model: a shipped model name ("default", "fast", ...), a checkpoint path, a loaded
-        model, an exported .onnx file or any `Classifier`.
-    backend: "auto" (on the CPU, the model's ONNX export where one made from exactly these
-        weights lies beside it, see `matching_export`; ONNX Runtime for .onnx files; else
-        PyTorch), "torch" or "onnx" (the `ferkit export` output beside the checkpoint).
+    model, backend: what `ferkit.infer.loading.open_classifier` opens (a shipped name, run
+        folder, checkpoint, ensemble, .onnx file, loaded model or `Classifier`; None: the
+        best available) and on which backend ("auto", "torch" or "onnx").
     detector: "haar", "mtcnn", "yunet", "none" or a `FaceDetector`; `detector_options`
         are passed to it (e.g. {"eye_check": True} or {"model_path": "yunet.onnx"}).
     smoothing: "mean" (default), "ema", "none" or a `SmoothingConfig` (videos and streams).
@@ -81,12 +80,9 @@ class Recognizer:
         batch_size: int = 256,
         backend: str = "auto",
     ) -> None:
-        if backend == "auto":
-            self.classifier: Classifier = open_for_inference(model, device, batch_size)
-        else:
-            self.classifier = load_classifier(
-                model, device=device, batch_size=batch_size, backend=backend
-            )
+        self.classifier: Classifier = open_classifier(
+            model, device=device, backend=backend, batch_size=batch_size
+        )
         if isinstance(detector, str):
             options = dict(detector_options or {})
             if detector == "mtcnn":

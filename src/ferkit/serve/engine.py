@@ -17,15 +17,13 @@ import io
 import threading
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import BinaryIO
 
 import numpy as np
 import torch
 from starlette.concurrency import run_in_threadpool
 
-from ferkit.infer.backends import OnnxClassifier, load_classifier
-from ferkit.infer.demo import ModelChoice, choose_model
+from ferkit.infer.loading import ModelChoice, backend_name, choose_model
 from ferkit.infer.recognizer import Recognizer
 from ferkit.infer.results import COLORS, Face, FrameResult
 from ferkit.infer.smoothing import TrackSmoother
@@ -35,19 +33,13 @@ from ferkit.serve.limits import Limits, MemoryBudget, Rejected, decode, measure
 
 
 def choose(model=None, device: str = "cpu") -> ModelChoice:
-    """The model to serve, on `device`: the best available one when `model` is None (the
-    rules of `ferkit demo`: shipped "default", else the newest training run, else an
-    announced UNTRAINED network); a name or path (checkpoint, run folder, .onnx) when
-    given; or a ready model / classifier object as is."""
-    if isinstance(model, str | Path):
-        classifier = load_classifier(model, device=device)
-        return ModelChoice(classifier, f"{model} (chosen explicitly)", True)
-    choice = choose_model() if model is None else ModelChoice(
-        model, f"{type(model).__name__} given by the caller", True
-    )  # fmt: skip
-    if isinstance(choice.model, torch.nn.Module):
-        choice.model.to(device)  # a loaded torch model is on the CPU
-    return choice
+    """The model to serve, on `device`, opened as every command opens it (`choose_model`):
+    the best available one when `model` is None (shipped "default", else the best
+    training run, else an announced UNTRAINED network); a name or path (checkpoint, run
+    folder, .onnx) when given; or a ready model / classifier object."""
+    if isinstance(model, torch.nn.Module):
+        model.to(device)  # a loaded torch model is on the CPU
+    return choose_model(model, device=device)
 
 
 @dataclass
@@ -87,16 +79,15 @@ class Engine:
     def load(cls, model=None, limits: Limits | None = None, **recognizer_options) -> Engine:
         """Choose the model (see `choose`) and build the Recognizer around it."""
         choice = choose(model, recognizer_options.get("device", "cpu"))
-        recognizer = Recognizer(choice.for_recognizer, **recognizer_options)
+        recognizer = Recognizer(choice.classifier, **recognizer_options)
         return cls(recognizer, choice, limits or Limits())
 
     def describe(self) -> dict:
         """The model being served, as /api/models and the page show it."""
-        classifier = self.recognizer.classifier
         return {
             "description": self.choice.description,
             "trained": self.choice.trained,
-            "backend": "onnx" if isinstance(classifier, OnnxClassifier) else "torch",
+            "backend": backend_name(self.recognizer.classifier),
             "class_names": list(self.recognizer.class_names),
             "input_size": self.recognizer.preprocessing.size,
             "detector": type(self.recognizer.detector).__name__,
