@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from ferkit.errors import ModelError
-from ferkit.infer.faces import Detection, FaceSizes, _rescale, downscale
+from ferkit.infer.detection import Detection, FaceSizes, downscale, rescale
 
 
 class PNet(nn.Module):
@@ -150,7 +150,7 @@ class MTCNNDetector:
         boxes = self._refine(rgb, boxes, self.onet, 48, self.thresholds[2], "min")
         xywh = np.column_stack([boxes[:, 0], boxes[:, 1], boxes[:, 2] - boxes[:, 0],
                                 boxes[:, 3] - boxes[:, 1]])  # fmt: skip
-        return _rescale(xywh, boxes[:, 4], scale, image.shape, boxes[:, 5:15])
+        return rescale(xywh, boxes[:, 4], scale, image.shape, boxes[:, 5:15])
 
     def _net_input(self, images: np.ndarray) -> torch.Tensor:
         x = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2)  # channels_last
