@@ -67,7 +67,7 @@ def make_run(folder, store, class_names, data_config=None):
 
 def test_a_7_class_model_is_scored_on_the_7_shared_ferplus_classes(store, tmp_path):
     run = make_run(tmp_path / "fer7", store, EMOTIONS)
-    result = evaluate([run], data=store, labels="ferplus", bootstrap=20)
+    result = evaluate([run], data=store, labels="ferplus", save_temperature=True, bootstrap=20)
     data, head = result.report["data"], result.report["headline"]
     assert data["labels"]["left_out"] == {"unknown": 3, "not_a_face": 2, "no_votes": 1}
     assert data["n"] == 28 and data["scored_classes"] == list(EMOTIONS)
@@ -82,12 +82,14 @@ def test_a_7_class_model_is_scored_on_the_7_shared_ferplus_classes(store, tmp_pa
 
 def test_an_8_class_model_on_both_label_sets(store, tmp_path):
     run = make_run(tmp_path / "fer8", store, FERPLUS_EMOTIONS, {"labels": "ferplus_votes"})
-    on_fer = evaluate([run], data=store, labels="fer2013", bootstrap=20, out=tmp_path / "a")
+    on_fer = evaluate([run], data=store, labels="fer2013", save_temperature=True, bootstrap=20,
+                      out=tmp_path / "a")  # fmt: skip
     data = on_fer.report["data"]
     assert data["n"] == 39 and data["scored_classes"] == list(EMOTIONS)
     assert "probabilities of contempt dropped and the rest renormalised" in data["scoring"]
     assert on_fer.report["headline"]["calibration"]["stored_in"].startswith("not stored")
-    on_ferplus = evaluate([run], data=store, labels="ferplus", bootstrap=20, out=tmp_path / "b")
+    on_ferplus = evaluate([run], data=store, labels="ferplus", save_temperature=True,
+                          bootstrap=20, out=tmp_path / "b")  # fmt: skip
     data = on_ferplus.report["data"]
     assert data["n"] == 33 and "scoring" not in data
     per_class = on_ferplus.report["headline"]["metrics"]["per_class"]

@@ -94,8 +94,23 @@ def test_run_folder_report_files_exist_and_parse(run, store):
     assert "| tiny |" in markdown and "(confusion.png)" in markdown and "(curves.png)" in markdown
 
 
-def test_temperature_is_fitted_on_val_and_stored_in_the_checkpoint(run, store):
+def test_evaluation_leaves_the_checkpoint_as_it_was_unless_asked(run, store):
+    before = sha256_file(run / "best.pt")
     report = evaluate([run], data=store, bootstrap=10).report
+    assert report["members"][0]["calibration"]["source"] == "fitted on val (PublicTest)"
+    assert "stored_in" not in report["members"][0]["calibration"]
+    assert sha256_file(run / "best.pt") == before
+    done = CliRunner().invoke(app, ["evaluate", str(run), "--data", str(store)])
+    assert done.exit_code == 0, done.output
+    assert sha256_file(run / "best.pt") == before
+    done = CliRunner().invoke(app, ["evaluate", str(run), "--data", str(store),
+                                    "--save-temperature"])  # fmt: skip
+    assert done.exit_code == 0, done.output
+    assert "temperature" in load_checkpoint(run / "best.pt").metrics
+
+
+def test_temperature_is_fitted_on_val_and_stored_in_the_checkpoint(run, store):
+    report = evaluate([run], data=store, save_temperature=True, bootstrap=10).report
     calibration = report["members"][0]["calibration"]
     assert calibration["source"] == "fitted on val (PublicTest)"
     assert calibration["stored_in"] == str(run / "best.pt")
@@ -103,16 +118,15 @@ def test_temperature_is_fitted_on_val_and_stored_in_the_checkpoint(run, store):
     assert stored["temperature"] == pytest.approx(calibration["temperature"])
     assert stored["temperature_fitted_on"]["store_sha256"] == sha256_file(store)
     # TTA probabilities are not what single-view inference sees: nothing is stored then
-    flip = evaluate([run], data=store, tta="flip", save_temperature=False, bootstrap=10)
-    assert "stored_in" not in flip.report["members"][0]["calibration"]
+    flip = evaluate([run], data=store, tta="flip", save_temperature=True, bootstrap=10)
+    assert flip.report["members"][0]["calibration"]["stored_in"].startswith("not stored")
 
 
 def test_ensemble_of_identical_members_equals_its_member(run, store, tmp_path):
     probs = np.random.default_rng(0).dirichlet(np.ones(7), size=5).astype(np.float32)
     np.testing.assert_array_equal(ensemble_probs([probs]), probs)
     report = evaluate(
-        [run, run / "best.pt"], data=store, out=tmp_path / "ens", save_temperature=False,
-        bootstrap=10,
+        [run, run / "best.pt"], data=store, out=tmp_path / "ens", bootstrap=10,
     ).report  # fmt: skip
     names = [m["name"] for m in report["members"]]
     assert names == ["tiny", "tiny/best"]
@@ -127,7 +141,9 @@ def test_onnx_export_evaluates_through_the_classifier_seam(run, store, tmp_path)
     from ferkit.export import export_onnx
 
     onnx_file = export_onnx(run, tmp_path / "tiny.onnx", data=store, check_samples=10).path
-    report = evaluate([onnx_file, run], data=store, out=tmp_path / "onnx", bootstrap=10).report
+    report = evaluate(
+        [onnx_file, run], data=store, out=tmp_path / "onnx", save_temperature=True, bootstrap=10
+    ).report
     onnx_member, torch_member = report["members"]
     assert onnx_member["backend"] == "OnnxClassifier" and "params" not in onnx_member
     assert onnx_member["calibration"]["stored_in"] == "not stored: not a PyTorch checkpoint"

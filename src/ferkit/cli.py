@@ -399,8 +399,8 @@ def evaluate_cmd(
     ] = None,
     calibrate: Annotated[bool, typer.Option(help="fit a temperature on val")] = True,
     save_temperature: Annotated[
-        bool, typer.Option(help="store that temperature in each checkpoint")
-    ] = True,
+        bool, typer.Option(help="store that temperature in each checkpoint (else it is unchanged)")
+    ] = False,
     explain: Annotated[int, typer.Option(help="Grad-CAM for K misclassified faces")] = 0,
     device: Annotated[str, typer.Option(help="cpu, cuda, cuda:1, ...")] = "cpu",
     batch_size: Annotated[int, typer.Option(help="faces per forward pass")] = 256,

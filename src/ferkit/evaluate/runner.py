@@ -6,8 +6,9 @@
 
 Steps: load the members (run folders, checkpoints, ONNX files, shipped names) through the
 classifier seam; read the split of the store (or a labelled folder); classify every face
-with the chosen test-time augmentation; fit a temperature on val (PublicTest) and store it in
-each member's checkpoint; compute the metrics of every member and of their ensemble; draw
+with the chosen test-time augmentation; fit a temperature on val (PublicTest), stored in each
+member's checkpoint only when asked (`save_temperature`: measuring never changes what it
+measures unless asked); compute the metrics of every member and of their ensemble; draw
 the figures; write report.json and report.md. Protocol discipline is recorded, not assumed:
 report.json says which split served selection, calibration and reporting, the store's
 sha256 and whether leakage-cleaned data was used, and warns where the protocol was broken.
@@ -313,7 +314,7 @@ def evaluate(
     tta: str = "none",
     out: str | Path | None = None,
     calibrate: bool = True,
-    save_temperature: bool = True,
+    save_temperature: bool = False,
     explain: int = 0,
     device: str = "cpu",
     batch_size: int = 256,
@@ -325,7 +326,8 @@ def evaluate(
     folder: a labelled image folder to evaluate instead of the store, through the
     recognition pipeline with `Recognizer`'s options and defaults (`detector` None uses
     whole images; `detector_options`, `equalize`, `align`). calibrate: fit T on val;
-    save_temperature: store it in each checkpoint (single-view TTA only). explain: Grad-CAM
+    save_temperature: also store it in each checkpoint (single-view TTA only; off by
+    default, so evaluating leaves the checkpoint as it was). explain: Grad-CAM
     figures for that many misclassified faces. labels: "fer2013" (the store's) or "ferplus"
     (FER+ majority, the FER+ test protocol); a model is scored on the classes it shares
     with the labels, and the report says so.
