@@ -10,13 +10,13 @@ import torch
 
 import ferkit.models.checkpoint as checkpoint_module
 from ferkit.errors import ModelError
-from ferkit.evaluate.card import ship_ensemble, ship_model
 from ferkit.infer.backends import EnsembleClassifier
 from ferkit.infer.loading import open_classifier
 from ferkit.infer.recognizer import Recognizer
 from ferkit.models.checkpoint import load_model, save_checkpoint
 from ferkit.models.registry import create_model
 from ferkit.preprocess import Preprocessing
+from ferkit.ship import ship_ensemble, ship_model
 from synthetic_train import learnable_store, stripes
 
 

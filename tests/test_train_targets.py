@@ -175,11 +175,11 @@ def test_an_eight_class_model_ships_scored_on_fer_plus_majority_labels(store, tm
     import json
 
     from ferkit.data.store import open_store
-    from ferkit.evaluate.card import ship_model
     from ferkit.evaluate.labelsets import ferplus_majority_labels
     from ferkit.evaluate.tta import predict_tta
     from ferkit.infer.backends import TorchClassifier
     from ferkit.models.checkpoint import load_model
+    from ferkit.ship import ship_model
 
     run = train(config(store, tmp_path / "run", epochs=1))
     weights, card_file = ship_model(run.run_dir, "plus", data=store, command="c", dest=tmp_path)

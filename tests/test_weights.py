@@ -7,7 +7,6 @@ import json
 import numpy as np
 import pytest
 
-from ferkit.evaluate.card import card_path
 from ferkit.files import sha256_file
 from ferkit.models.checkpoint import (
     load_model,
@@ -17,6 +16,7 @@ from ferkit.models.checkpoint import (
     weights_dir,
 )
 from ferkit.preprocess import Preprocessing
+from ferkit.ship import card_path
 
 ENSEMBLES = shipped_ensembles()
 SHIPPED = [name for name in shipped_models() if name not in ENSEMBLES]  # single networks

@@ -694,7 +694,7 @@ def ship(
     """Package a trained model as shipped weights with a model card of measured results;
     several shipped models as an ensemble (`<name>.ensemble.json`) with its own card."""
     from ferkit.errors import ConfigError
-    from ferkit.evaluate.card import ship_ensemble, ship_model
+    from ferkit.ship import ship_ensemble, ship_model
 
     if len(sources) > 1:
         written = ship_ensemble(sources, name, data=data, dest=dest)

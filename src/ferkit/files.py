@@ -15,6 +15,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import IO
 
 from ferkit.errors import OutputError
 
@@ -63,6 +64,35 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
             raise failure from error
         finally:
             tmp.unlink(missing_ok=True)
+
+
+def atomic_text(path: str | Path, text: str) -> Path:
+    """Write `text` to `path` atomically (see `atomic_path`); returns the path."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+    return Path(path)
+
+
+@contextmanager
+def atomic_open(path: str | Path, mode: str = "w", **options) -> Iterator[IO]:
+    """`open(path, mode)` whose file appears at `path` only once the block has finished
+    (see `atomic_path`): for writers that take a file handle (csv, pickle-free dumps)."""
+    with atomic_path(path) as tmp, open(tmp, mode, **options) as handle:
+        yield handle
+
+
+def save_figure(fig, path: str | Path, **savefig) -> Path:
+    """Write a matplotlib figure atomically and close it (also when saving fails); the
+    format follows the suffix, `savefig` options (dpi, bbox_inches) go to matplotlib."""
+    import matplotlib.pyplot as plt
+
+    path = Path(path)
+    try:
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, **savefig)
+    finally:
+        plt.close(fig)
+    return path
 
 
 def check_writable(path: str | Path) -> None:

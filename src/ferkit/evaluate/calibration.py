@@ -97,30 +97,21 @@ def fit_temperature(probs: np.ndarray, labels: np.ndarray) -> float:
 def store_temperature(path: str | Path, temperature: float, fitted_on: dict) -> Path:
     """Write `temperature` (and what it was fitted on) into a checkpoint's metrics.
 
-    The checkpoint is rebuilt and saved back through `save_checkpoint` (atomically), keeping
-    its weights, config, epoch and any train_state, so a run stays resumable.
+    The checkpoint is saved back by its own `Checkpoint.save` (atomically), keeping its
+    weights, config, epoch and any train_state, so a run stays resumable.
     """
-    from ferkit.models.checkpoint import load_checkpoint, save_checkpoint
+    from ferkit.models.checkpoint import load_checkpoint
 
     path = Path(path)
     checkpoint = load_checkpoint(path)
     if not path.stat().st_mode & 0o200:
         raise ModelError(f"{path}: read-only checkpoint; cannot store its temperature")
-    metrics = dict(checkpoint.metrics or {})
-    metrics.update(temperature=float(temperature), temperature_fitted_on=fitted_on)
-    save_checkpoint(
-        path,
-        checkpoint.build(),
-        arch=checkpoint.arch,
-        arch_kwargs=checkpoint.arch_kwargs,
-        preprocessing=checkpoint.preprocessing,
-        class_names=checkpoint.class_names,
-        config=checkpoint.config,
-        epoch=checkpoint.epoch,
-        metrics=metrics,
-        train_state=checkpoint.train_state if path.suffix.lower() != ".safetensors" else None,
-    )
-    return path
+    checkpoint.metrics = {
+        **(checkpoint.metrics or {}),
+        "temperature": float(temperature),
+        "temperature_fitted_on": fitted_on,
+    }
+    return checkpoint.save(path)
 
 
 __all__ = [

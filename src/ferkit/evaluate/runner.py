@@ -245,6 +245,48 @@ def _score(name, probs, data, val_probs, stored, bootstrap, seed) -> tuple[dict,
     return metrics, calibration
 
 
+@dataclass
+class Measured:
+    """One classifier measured on `EvalData`: its probabilities (of the data, and of val
+    when calibrating), metrics, calibration (None without val or stored T) and the seconds
+    the data took."""
+
+    probs: np.ndarray
+    val_probs: np.ndarray | None
+    metrics: dict
+    calibration: dict | None
+    seconds: float
+
+
+def measure(
+    classifier,
+    data: EvalData,
+    tta: str = "none",
+    *,
+    scoring: ClassScoring | None = None,
+    calibrate: bool = True,
+    stored: float | None = None,
+    name: str = "model",
+    bootstrap: int = BOOTSTRAP,
+    seed: int = 0,
+) -> Measured:
+    """The evaluation of one classifier, as `evaluate` does it for each member and
+    `ferkit ship` for each TTA mode: classify the data (and val, when `calibrate`) with
+    `tta`, projected onto the scored classes (`scoring`), then metrics and the temperature
+    fitted on val (or the `stored` one)."""
+
+    def probs_of(faces):
+        probs = predict_tta(classifier, faces, tta)
+        return scoring.probs(probs) if scoring is not None else probs
+
+    start = time.perf_counter()
+    probs = probs_of(data.faces)
+    seconds = time.perf_counter() - start
+    val_probs = probs_of(data.val[0]) if calibrate and data.val is not None else None
+    metrics, calibration = _score(name, probs, data, val_probs, stored, bootstrap, seed)
+    return Measured(probs, val_probs, metrics, calibration, seconds)
+
+
 def protocol(data: EvalData, members: list[dict], calibration: str | None) -> dict:
     """Which split served what, and warnings where the evaluation cannot be trusted as is."""
     split = data.info.get("split")
@@ -350,27 +392,23 @@ def evaluate(
 
     rows, all_probs, all_val = [], [], []
     for member in members:
-        start = time.perf_counter()
-        probs = scoring.probs(predict_tta(member.classifier, dataset.faces, tta))
-        seconds = time.perf_counter() - start
-        val_probs = None
-        if use_val:
-            val_probs = scoring.probs(predict_tta(member.classifier, dataset.val[0], tta))
-        metrics, calibration = _score(
-            member.name, probs, dataset, val_probs, member.temperature, bootstrap, seed
-        )
+        measured = measure(
+            member.classifier, dataset, tta, scoring=scoring, calibrate=calibrate,
+            stored=member.temperature, name=member.name, bootstrap=bootstrap, seed=seed,
+        )  # fmt: skip
+        calibration, seconds, n = measured.calibration, measured.seconds, len(measured.probs)
         if calibration is not None and save_temperature:
             calibration["stored_in"] = _keep_temperature(member, calibration, dataset, tta)
         rows.append({
             **member.describe(),
             "seconds": seconds,
-            "images_per_s": len(probs) / seconds,
-            "crops_per_s": len(probs) * view_count(tta) / seconds,
-            "metrics": metrics,
+            "images_per_s": n / seconds,
+            "crops_per_s": n * view_count(tta) / seconds,
+            "metrics": measured.metrics,
             "calibration": calibration,
         })  # fmt: skip
-        all_probs.append(probs)
-        all_val.append(val_probs)
+        all_probs.append(measured.probs)
+        all_val.append(measured.val_probs)
 
     ensemble = None
     if len(members) > 1:

@@ -62,6 +62,23 @@ class Checkpoint:
     def without_state(self) -> Checkpoint:
         return replace(self, state_dict=None, train_state=None)
 
+    def model(self, device: str | torch.device = "cpu") -> nn.Module:
+        """The ready-to-use model in eval mode on `device`, described by `model.ferkit`."""
+        model = self.build().to(device).eval()
+        model.ferkit = self.without_state()
+        return model
+
+    def save(self, path: str | Path, *, half: bool = False) -> Path:
+        """Write this checkpoint (weights, description, metrics) to `path` through
+        `save_checkpoint`; train_state goes along into a .pt, never into .safetensors."""
+        keep_state = Path(path).suffix.lower() != ".safetensors"
+        return save_checkpoint(
+            path, self.build(), arch=self.arch, arch_kwargs=self.arch_kwargs,
+            preprocessing=self.preprocessing, class_names=self.class_names,
+            config=self.config, epoch=self.epoch, metrics=self.metrics,
+            train_state=self.train_state if keep_state else None, half=half,
+        )  # fmt: skip
+
     def build(self) -> nn.Module:
         """The model with these weights, on the CPU, in train mode.
 
@@ -345,7 +362,4 @@ def load_model(path_or_name: str | Path, device: str | torch.device = "cpu") -> 
     The model carries its description as `model.ferkit` (a Checkpoint without weights):
     arch, class_names, preprocessing, metrics, ...
     """
-    checkpoint = load_checkpoint(resolve_checkpoint(path_or_name))
-    model = checkpoint.build().to(device).eval()
-    model.ferkit = checkpoint.without_state()
-    return model
+    return load_checkpoint(resolve_checkpoint(path_or_name)).model(device)

@@ -1,17 +1,19 @@
-"""ship_model(): safetensors weights plus a card whose numbers are measured, not copied."""
+"""ship_model(): safetensors weights plus a card whose numbers are measured, not copied, by
+evaluate's own code."""
 
 from __future__ import annotations
 
 import json
 
 import numpy as np
+import pytest
 import torch
 
 from ferkit.data import open_store, write_store
-from ferkit.evaluate.card import ship_model
 from ferkit.files import sha256_file
 from ferkit.models.checkpoint import load_model, save_checkpoint
 from ferkit.models.registry import create_model
+from ferkit.ship import ship_model
 
 from conftest import synthetic_faces
 
@@ -30,9 +32,11 @@ def test_ship_writes_weights_and_an_honest_card(tmp_path):
         tmp_path / "run" / "best.pt", model, arch="mini_xception", arch_kwargs={},
         preprocessing=prep, epoch=3, metrics={"val_acc": 0.2},
     )  # fmt: skip
+    torch.set_num_threads(1)
     weights, card_file = ship_model(
         tmp_path / "run", "tiny", data=store, command="ferkit train ...", dest=tmp_path / "w"
     )
+    assert torch.get_num_threads() == 1  # its speed measurement left the thread count as it was
     card = json.loads(card_file.read_text())
     assert card["sha256"] == sha256_file(weights)
     assert card["architecture"]["parameters"] == sum(p.numel() for p in model.parameters())
@@ -56,6 +60,15 @@ def test_ship_writes_weights_and_an_honest_card(tmp_path):
     probs = predict_tta(TorchClassifier(original), test_faces, mode)
     measured = float((probs.argmax(1) == test_labels).mean())
     assert card["results"]["test_accuracy"] == measured
+    # the same numbers as `ferkit evaluate` of the shipped weights with that TTA
+    from ferkit.evaluate import evaluate
+
+    report = evaluate([weights], data=store, tta=mode, out=tmp_path / "eval").report
+    evaluated = report["members"][0]
+    assert evaluated["metrics"]["accuracy"] == card["results"]["test_accuracy"]
+    calibration = evaluated["calibration"]
+    assert calibration["temperature"] == pytest.approx(card["results"]["temperature"], abs=1e-6)
+    assert calibration["ece_after"] == pytest.approx(card["results"]["test_ece_after"], abs=1e-6)
 
     # The shipped weights carry that choice, and every backend applies it by default.
     assert shipped.ferkit.metrics["tta"] == mode

@@ -1,11 +1,13 @@
 """Ship a trained model: package weights (safetensors) plus a model card of measured results.
 
 The card is what a user reads before trusting a shipped model, so every number in it is
-measured here, by the same code as `ferkit evaluate`, under FER-2013's protocol: the TTA
-mode and the temperature are chosen on PublicTest (val), PrivateTest (test) is reported for
-every mode and never used to choose anything. Both choices are stored with the weights and
-every inference backend applies them, so the card's accuracy is what users get. The card
-also pins the weight file's sha256, the data, the training command, hardware and wall time.
+measured by `ferkit evaluate`'s own code (`ferkit.evaluate.runner.measure`: test-time
+augmentation, temperature fitted on val, metrics) under FER-2013's protocol: the TTA mode
+and the temperature are chosen on PublicTest (val), PrivateTest (test) is reported for every
+mode and never used to choose anything. Both choices are stored with the weights (through
+the checkpoint's own `Checkpoint.save`) and every inference backend applies them, so the
+card's accuracy is what users get. The card also pins the weight file's sha256, the data,
+the training command, hardware and wall time.
 """
 
 from __future__ import annotations
@@ -14,16 +16,19 @@ import json
 import os
 import tempfile
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 
 from ferkit.errors import ModelError
-from ferkit.files import sha256_file
+from ferkit.files import atomic_text, sha256_file
 from ferkit.hardware import cpu_summary
 from ferkit.models.temperature import INFERENCE_TTA
+from ferkit.paths import DEFAULT_STORE, METRICS_CSV
 
 CARD_SUFFIX = ".card.json"
+SPEED_THREADS = 2  # the card's throughput is measured on this many torch threads
 
 
 def card_path(weights: Path) -> Path:
@@ -32,7 +37,7 @@ def card_path(weights: Path) -> Path:
 
 
 def crops_per_second(classifier, faces: np.ndarray, batch: int = 64, seconds: float = 3.0) -> float:
-    """Sustained torch throughput on real crops at a fixed batch size (best of 3 rounds)."""
+    """Sustained throughput on real crops at a fixed batch size (best of 3 rounds)."""
     if len(faces) <= batch:
         faces = np.resize(faces, (batch + 1, *faces.shape[1:]))
     best = 0.0
@@ -46,12 +51,25 @@ def crops_per_second(classifier, faces: np.ndarray, batch: int = 64, seconds: fl
     return best
 
 
+@contextmanager
+def torch_threads(count: int):
+    """torch's intra-op thread count set to `count` inside the block, restored after it."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def _trained_on(checkpoint: Path, metrics: dict | None) -> list[str]:
     """The CPU flags (or GPUs) the run's epochs ran on, from its metrics.csv where it lies
     beside the checkpoint, else from the checkpoint's last epoch; [] where not recorded."""
     from ferkit.train.report import read_metrics
 
-    table = checkpoint.parent / "metrics.csv"
+    table = checkpoint.parent / METRICS_CSV
     if table.is_file():
         return sorted({row.cpu for row in read_metrics(table)} - {""})
     return [metrics["cpu"]] if (metrics or {}).get("cpu") else []
@@ -66,10 +84,11 @@ def _scores(metrics: dict) -> dict:
     }
 
 
-def _shipping_splits(data: str | Path, label_set: str, class_names, source) -> tuple:
-    """(val faces, val labels, test faces, test labels, store info) of the store `data`,
-    labelled as the model was selected (`label_set`: FER-2013's labels or FER+ majority) by
-    the same loader as `ferkit evaluate`; the model's classes must be the labels' classes."""
+def _splits(data: str | Path, label_set: str, class_names, source):
+    """The test split of the store `data` with val beside it (an `EvalData`), labelled as
+    the model was selected (`label_set`: FER-2013's labels or FER+ majority) by the same
+    loader as `ferkit evaluate`, and the store's provenance for the card; the model's
+    classes must be the labels' classes."""
     from ferkit.data.store import open_store
     from ferkit.evaluate.runner import load_store_data
 
@@ -79,6 +98,8 @@ def _shipping_splits(data: str | Path, label_set: str, class_names, source) -> t
             f"{source}: classes {list(class_names)} differ from the {label_set} labels' "
             f"{list(test.class_names)} in {data}"
         )
+    if test.val is None:
+        raise ModelError(f"{data}: the val split is empty; shipping chooses TTA and T on it")
     with open_store(data) as store:
         train_images = sum(store.counts()["train"].values())
     info = {
@@ -89,15 +110,26 @@ def _shipping_splits(data: str | Path, label_set: str, class_names, source) -> t
         "clean_summary": test.info["clean_summary"],
         "labels": test.info.get("labels", {"set": "fer2013"}),
     }
-    val_faces, val_labels = test.val
-    return val_faces, val_labels, test.faces, test.labels, info
+    return test, info
+
+
+def _on_both(measured, data) -> dict:
+    """val and test scores of one measurement (`runner.Measured`)."""
+    from ferkit.evaluate.metrics import classification_metrics
+
+    val = classification_metrics(data.val[1], measured.val_probs, data.class_names)
+    return {"val": _scores(val), "test": _scores(measured.metrics)}
+
+
+def _write_json(path: Path, payload: dict) -> Path:
+    return atomic_text(path, json.dumps(payload, indent=1, default=str) + "\n")
 
 
 def ship_model(
     source: str | Path,
     name: str,
     *,
-    data: str | Path = "data/fer2013.h5",
+    data: str | Path = DEFAULT_STORE,
     command: str,
     wall_time_s: float | None = None,
     dest: str | Path | None = None,
@@ -111,63 +143,39 @@ def ship_model(
     """
     import torch
 
-    from ferkit.evaluate.calibration import (
-        apply_temperature,
-        expected_calibration_error,
-        fit_temperature,
-    )
     from ferkit.evaluate.labelsets import model_label_set
-    from ferkit.evaluate.metrics import classification_metrics
-    from ferkit.evaluate.tta import predict_tta
-    from ferkit.files import atomic_path
+    from ferkit.evaluate.runner import measure
     from ferkit.infer.backends import TorchClassifier
-    from ferkit.models.checkpoint import (
-        load_checkpoint,
-        load_model,
-        resolve_checkpoint,
-        save_checkpoint,
-        weights_dir,
-    )
+    from ferkit.models.checkpoint import load_checkpoint, resolve_checkpoint, weights_dir
 
-    checkpoint = load_checkpoint(resolve_checkpoint(source))
-    described = dict(
-        arch=checkpoint.arch, arch_kwargs=checkpoint.arch_kwargs,
-        preprocessing=checkpoint.preprocessing, class_names=checkpoint.class_names,
-        config=checkpoint.config, epoch=checkpoint.epoch, half=half,
-    )  # fmt: skip
+    source_file = resolve_checkpoint(source)
+    checkpoint = load_checkpoint(source_file)
     with tempfile.TemporaryDirectory(prefix="ferkit-ship-") as tmp:
         # Measure the weights exactly as they will ship (float16 storage included).
-        stored = save_checkpoint(Path(tmp) / "w.safetensors", load_model(source), **described)
-        model = load_model(stored)
-    val_faces, val_labels, test_faces, test_labels, store_info = _shipping_splits(
+        shipped = load_checkpoint(checkpoint.save(Path(tmp) / "w.safetensors", half=half))
+    model = shipped.model()
+    data_split, store_info = _splits(
         data, model_label_set(checkpoint.config), checkpoint.class_names, source
     )
     classifier = TorchClassifier(model, calibrated=False, tta=False)
-
-    names = checkpoint.class_names
-    results, probs = {}, {}
-    for mode in INFERENCE_TTA:
-        probs[mode] = (predict_tta(classifier, val_faces, mode),
-                       predict_tta(classifier, test_faces, mode))  # fmt: skip
-        results[mode] = {
-            "val": _scores(classification_metrics(val_labels, probs[mode][0], names)),
-            "test": _scores(classification_metrics(test_labels, probs[mode][1], names)),
-        }
+    measured = {mode: measure(classifier, data_split, mode) for mode in INFERENCE_TTA}
+    results = {mode: _on_both(m, data_split) for mode, m in measured.items()}
     chosen = max(INFERENCE_TTA, key=lambda mode: results[mode]["val"]["accuracy"])
     # The shipped model is used with the chosen TTA (every backend applies `metrics["tta"]`),
     # so its temperature is fitted on, and its calibration reported for, those probabilities.
-    temperature = fit_temperature(probs[chosen][0], val_labels)
-    test_chosen = classification_metrics(test_labels, probs[chosen][1], names)
+    test_chosen, calibration = measured[chosen].metrics, measured[chosen].calibration
+    temperature = calibration["temperature"]
 
-    metrics = dict(checkpoint.metrics or {})
-    metrics.update(
-        tta=chosen, temperature=temperature, temperature_fitted_on={"split": "val", **store_info}
-    )
+    shipped.metrics = {
+        **(checkpoint.metrics or {}),
+        "tta": chosen,
+        "temperature": temperature,
+        "temperature_fitted_on": {"split": "val", **store_info},
+    }
     folder = Path(dest) if dest is not None else weights_dir()
-    weights = folder / f"{name}.safetensors"
-    save_checkpoint(weights, model, metrics=metrics, **described)
-
-    torch.set_num_threads(min(2, os.cpu_count() or 1))
+    weights = shipped.save(folder / f"{name}.safetensors", half=half)
+    with torch_threads(min(SPEED_THREADS, os.cpu_count() or 1)):
+        speed = crops_per_second(classifier, data_split.faces)
     card = {
         "name": name,
         "file": weights.name,
@@ -186,7 +194,7 @@ def ship_model(
             "config": checkpoint.config,
             "epoch_selected": checkpoint.epoch,
             "selected_on": "val (PublicTest) accuracy",
-            "hardware_trained_on": _trained_on(resolve_checkpoint(source), checkpoint.metrics),
+            "hardware_trained_on": _trained_on(source_file, checkpoint.metrics),
             "hardware_measured_on": cpu_summary()
             + ("" if not torch.cuda.is_available() else f", {torch.cuda.get_device_name()}"),
             "wall_time_s": wall_time_s,
@@ -202,39 +210,33 @@ def ship_model(
             "test_macro_f1": results[chosen]["test"]["macro_f1"],
             "test_per_class_recall": {k: v["recall"] for k, v in test_chosen["per_class"].items()},
             "temperature": temperature,
-            "test_ece_before": test_chosen["ece"],
-            "test_ece_after": expected_calibration_error(
-                apply_temperature(probs[chosen][1], temperature), test_labels
-            ),
-            "torch_crops_per_s_batch64_2threads": crops_per_second(classifier, test_faces),
+            "test_ece_before": calibration["ece_before"],
+            "test_ece_after": calibration["ece_after"],
+            "torch_crops_per_s_batch64_2threads": speed,
         },
         "measured_by": f"ferkit ship {source} --name {name} --data {data}",
         "reproduce_evaluation": f"ferkit evaluate {name} --data {data} --split test --tta {chosen}",
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
-    path = card_path(weights)
-    with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(card, indent=1, default=str) + "\n")
-    return weights, path
+    return weights, _write_json(card_path(weights), card)
 
 
 def ship_ensemble(
     members: list[str],
     name: str,
     *,
-    data: str | Path = "data/fer2013.h5",
+    data: str | Path = DEFAULT_STORE,
     dest: str | Path | None = None,
 ) -> tuple[Path, Path]:
     """Write `<dest>/<name>.ensemble.json` and its card: shipped models averaged.
 
-    Each member runs as it does alone (its own TTA; its ONNX export on the CPU); the mean
-    of their uncalibrated probabilities gets one temperature fitted on val. The card
-    reports every member and the ensemble on val and test, and the faces/s of the whole.
+    Each member runs as it does alone (`open_classifier`: its own TTA, its ONNX export on
+    the CPU); the mean of their uncalibrated probabilities gets one temperature fitted on
+    val. The card reports every member and the ensemble on val and test, and the faces/s
+    of the whole.
     """
-    from ferkit.evaluate.calibration import expected_calibration_error, fit_temperature
     from ferkit.evaluate.labelsets import model_label_set
-    from ferkit.evaluate.metrics import classification_metrics
-    from ferkit.files import atomic_path
+    from ferkit.evaluate.runner import measure
     from ferkit.infer.backends import EnsembleClassifier
     from ferkit.infer.loading import open_classifier
     from ferkit.models.checkpoint import (
@@ -244,7 +246,6 @@ def ship_ensemble(
         shipped_models,
         weights_dir,
     )
-    from ferkit.models.temperature import apply_temperature
 
     unknown = [m for m in members if m not in shipped_models()]
     if len(members) < 2 or unknown:
@@ -254,41 +255,26 @@ def ship_ensemble(
     classifiers = [open_classifier(m, calibrated=False) for m in members]
     ensemble = EnsembleClassifier(classifiers)
     label_set = model_label_set(load_checkpoint(resolve_checkpoint(members[0])).config)
-    val_faces, val_labels, test_faces, test_labels, store_info = _shipping_splits(
+    data_split, store_info = _splits(
         data, label_set, ensemble.class_names, " + ".join(members)
-    )
-    names = ensemble.class_names
-
-    def scores(classifier) -> tuple[dict, np.ndarray, np.ndarray]:
-        val, test = classifier.predict_proba(val_faces), classifier.predict_proba(test_faces)
-        return (
-            {
-                "val": _scores(classification_metrics(val_labels, val, names)),
-                "test": _scores(classification_metrics(test_labels, test, names)),
-            },
-            val,
-            test,
-        )
-
-    by_member = {m: scores(c)[0] for m, c in zip(members, classifiers)}
-    results, val_probs, test_probs = scores(ensemble)
-    temperature = fit_temperature(val_probs, val_labels)
-    test_metrics = classification_metrics(test_labels, test_probs, names)
+    )  # fmt: skip
+    by_member = {
+        m: _on_both(measure(c, data_split), data_split)
+        for m, c in zip(members, classifiers, strict=True)
+    }
+    measured = measure(ensemble, data_split)
+    results, calibration = _on_both(measured, data_split), measured.calibration
+    temperature = calibration["temperature"]
     folder = Path(dest) if dest is not None else weights_dir()
-    spec_path = folder / f"{name}{ENSEMBLE_SUFFIX}"
     spec = {"format": "ferkit-ensemble", "members": members, "temperature": temperature}
-    with atomic_path(spec_path) as tmp:
-        tmp.write_text(json.dumps(spec, indent=1) + "\n")
-    ensemble.temperature = temperature
+    spec_path = _write_json(folder / f"{name}{ENSEMBLE_SUFFIX}", spec)
+    ensemble.temperature = temperature  # its speed as shipped
     card = {
         "name": name,
         "file": spec_path.name,
         "members": members,
         "architecture": {"ensemble_of": members, "combination": "mean of probabilities"},
-        "training": {
-            "data": store_info,
-            "members": "see each member's card",
-        },  # fmt: skip
+        "training": {"data": store_info, "members": "see each member's card"},
         "results": {
             "protocol": "members as shipped (their TTA chosen on val); temperature fitted on "
             "val (PublicTest); test = PrivateTest, never used for a choice",
@@ -296,20 +282,17 @@ def ship_ensemble(
             "ensemble": results,
             "test_accuracy": results["test"]["accuracy"],
             "test_macro_f1": results["test"]["macro_f1"],
-            "test_per_class_recall": {k: v["recall"] for k, v in test_metrics["per_class"].items()},
+            "test_per_class_recall": {
+                k: v["recall"] for k, v in measured.metrics["per_class"].items()
+            },
             "temperature": temperature,
-            "test_ece_before": test_metrics["ece"],
-            "test_ece_after": expected_calibration_error(
-                apply_temperature(test_probs, temperature), test_labels
-            ),
-            "crops_per_s_batch64_all_members": crops_per_second(ensemble, test_faces),
+            "test_ece_before": calibration["ece_before"],
+            "test_ece_after": calibration["ece_after"],
+            "crops_per_s_batch64_all_members": crops_per_second(ensemble, data_split.faces),
         },
         "hardware_measured_on": cpu_summary(),
         "measured_by": f"ferkit ship {' '.join(members)} --name {name} --data {data}",
         "reproduce_evaluation": f"ferkit evaluate {name} --data {data} --split test",
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
-    path = folder / f"{name}{CARD_SUFFIX}"
-    with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(card, indent=1, default=str) + "\n")
-    return spec_path, path
+    return spec_path, _write_json(folder / f"{name}{CARD_SUFFIX}", card)
