@@ -19,6 +19,7 @@ pytest.importorskip("multipart")
 from fastapi.testclient import TestClient  # noqa: E402
 from starlette.testclient import WebSocketDenialResponse  # noqa: E402
 
+from ferkit.errors import FerkitError  # noqa: E402
 from ferkit.serve.app import create_app  # noqa: E402
 from ferkit.serve.guard import OriginGuard  # noqa: E402
 from ferkit.serve.limits import Limits, MemoryBudget, image_cost  # noqa: E402
@@ -233,3 +234,144 @@ def test_hostile_stream_configs_are_refused_and_the_stream_goes_on(text, words):
         assert message["type"] == "error" and words in message["detail"], message
         ws.send_bytes(PHOTO)
         assert ws.receive_json()["type"] == "result"
+
+
+def test_stalled_connections_go_before_the_cap_is_reached(serve_live):
+    """Past three quarters of the cap, a new connection closes the oldest stalled one even
+    though there is still room, so slowloris never holds the last quarter."""
+    live_server = serve_live(max_connections=8)
+    stalled = [socket.create_connection(live_server) for _ in range(7)]  # 7 > 0.75 × 8
+    try:
+        for connection in stalled:
+            connection.sendall(b"GET /api/health HTTP/1.1\r\n")
+        threading.Event().wait(1.5)  # stalled mid-headers for over a second
+        with socket.create_connection(live_server) as fresh:
+            fresh.sendall(b"GET /api/health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+            assert answer(fresh)[0] == 200
+        status, body = answer(stalled[0])
+        assert status == 503 and "make room" in body["detail"]
+    finally:
+        for connection in stalled:
+            connection.close()
+
+
+def test_a_body_refused_early_gets_one_answer_then_the_connection_closes(serve_live):
+    """A streamed body over the limit is answered 413 at once; if the client then sends
+    nothing more, the body timeout closes the connection without a second (408) answer."""
+    live_server = serve_live(max_upload_bytes=1000, header_timeout=0.5, body_timeout=0.5)
+    with socket.create_connection(live_server) as client:
+        client.sendall(b"POST /api/predict HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                       b"Content-Type: multipart/form-data; boundary=x\r\n"
+                       b"Transfer-Encoding: chunked\r\n\r\n"
+                       b"7d0\r\n" + b"x" * 2000 + b"\r\n")  # fmt: skip
+        client.settimeout(30)
+        received = b""
+        while chunk := client.recv(65536):  # until the server closes
+            received += chunk
+    assert received.startswith(b"HTTP/1.1 413") and b"request body larger" in received
+    assert received.count(b"HTTP/1.1 ") == 1, received
+
+
+# ------------------------------------------------------------------ the open-file limit
+def test_listener_sheds_connections_at_its_ceiling_instead_of_accepting_them():
+    from ferkit.serve.listener import listen_on
+
+    listener = listen_on("127.0.0.1", 0, ceiling=2)
+    listener.setblocking(False)
+    clients = [socket.create_connection(listener.getsockname()) for _ in range(3)]
+    try:
+        accepted = [listener.accept()[0] for _ in range(2)]
+        with pytest.raises(BlockingIOError):  # the third is shed, and none is left waiting
+            listener.accept()
+        assert listener.shed == 1
+        status, body = answer(clients[2])
+        assert status == 503 and "2 connections open" in body["detail"]
+        accepted[0].close()  # a descriptor freed: room for one more
+        clients.append(socket.create_connection(listener.getsockname()))
+        clients[-1].settimeout(30)
+        listener.setblocking(True)
+        accepted.append(listener.accept()[0])
+        assert listener.open_connections() == 2
+    finally:
+        for connection in clients + accepted:
+            connection.close()
+        listener.close()
+
+
+def test_descriptor_budget_counts_what_is_open_and_raises_the_soft_limit(monkeypatch):
+    resource = pytest.importorskip("resource")
+    from ferkit.serve import listener
+
+    monkeypatch.setattr(listener, "open_descriptors", lambda: 140)  # a model held in files
+    calls = []
+    monkeypatch.setattr(resource, "setrlimit", lambda kind, limits: calls.append(limits))
+    monkeypatch.setattr(resource, "getrlimit", lambda kind: (256, 256))
+    budget = listener.descriptor_budget(200)
+    margin = 4 * listener.ACCEPT_BURST
+    assert budget.ceiling == 256 - 140 - listener.RESERVE
+    assert budget.max_connections == budget.ceiling - min(margin, budget.ceiling // 2)
+    assert calls == []  # the hard limit is the soft one: nothing to raise
+    monkeypatch.setattr(resource, "getrlimit", lambda kind: (256, 4096))
+    budget = listener.descriptor_budget(200)
+    assert calls == [(140 + listener.RESERVE + margin + 200, 4096)]
+    assert (budget.limit, budget.max_connections) == (calls[0][0], 200)
+    monkeypatch.setattr(resource, "getrlimit", lambda kind: (150, 150))
+    with pytest.raises(FerkitError, match="no room for connections"):
+        listener.descriptor_budget(200)
+
+
+SERVER = """
+import os, resource, sys
+resource.setrlimit(resource.RLIMIT_NOFILE, (256, 256))
+sys.path.insert(0, {tests!r})
+from test_serve_api import tiny_model
+from ferkit.serve.app import create_app, run
+held = [open(os.devnull) for _ in range(130)]  # descriptors the process needs besides sockets
+run(create_app(tiny_model()), port=0)
+"""
+
+
+def test_slowloris_under_a_low_open_file_limit_never_exhausts_descriptors(tmp_path):
+    """The issue's case: `ulimit -n 256`, 300 connections stalled mid-headers. With 140 of
+    the 256 descriptors already taken, the server must still never fail to accept (EMFILE:
+    asyncio's traceback, then a second of deafness) and must answer /api/health."""
+    pytest.importorskip("resource")
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    log = tmp_path / "server.log"
+    code = SERVER.format(tests=str(Path(__file__).parent))
+    with open(log, "w") as out:
+        server = subprocess.Popen([sys.executable, "-c", code], stdout=out, stderr=out,
+                                  env={**os.environ, "PYTHONUNBUFFERED": "1"})  # fmt: skip
+    flood = []
+    try:
+        port = None
+        for _ in range(1200):  # the model loads; then the server prints its address
+            text = log.read_text()
+            if "running on http://127.0.0.1:" in text:
+                port = int(text.split("running on http://127.0.0.1:")[1].split()[0])
+                break
+            assert server.poll() is None, text
+            threading.Event().wait(0.1)
+        assert port, log.read_text()
+        for _ in range(300):
+            connection = socket.create_connection(("127.0.0.1", port), timeout=30)
+            connection.sendall(b"GET /api/health HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+            flood.append(connection)
+        threading.Event().wait(1.5)  # the open ones are stalled now, fair to close
+        with socket.create_connection(("127.0.0.1", port), timeout=30) as visitor:
+            visitor.sendall(b"GET /api/health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+            status, body = answer(visitor)
+        assert (status, body["status"]) == (200, "ok")
+        assert server.poll() is None
+    finally:
+        for connection in flood:
+            connection.close()
+        server.terminate()
+        server.wait(timeout=60)
+    text = log.read_text()
+    assert "Too many open files" not in text and "out of system resource" not in text, text
+    assert "the open-file limit is 256" in text  # the cap was lowered, and said so

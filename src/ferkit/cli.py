@@ -14,6 +14,7 @@ from typing import Annotated
 import typer
 
 from ferkit.errors import FerkitError
+from ferkit.paths import DEFAULT_STORE
 
 
 class _App(typer.Typer):
@@ -27,14 +28,21 @@ class _App(typer.Typer):
             sys.exit(1)
 
 
+# Help text is Markdown, not Rich markup, which takes any [word] for a style and drops it
+# (`ferkit[serve]`, `[default: 2]`).
+HELP_MARKUP = "markdown"
 app = _App(
     name="ferkit",
     help="Facial expression recognition: data, training, tuning, evaluation, export, recognition.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
+    rich_markup_mode=HELP_MARKUP,
 )
-data_app = typer.Typer(help="Prepare and inspect FER-2013 data stores.", no_args_is_help=True)
+data_app = typer.Typer(
+    help="Prepare and inspect FER-2013 data stores.", no_args_is_help=True,
+    rich_markup_mode=HELP_MARKUP,
+)  # fmt: skip
 app.add_typer(data_app, name="data")
 
 
@@ -42,7 +50,7 @@ app.add_typer(data_app, name="data")
 @data_app.command("prepare")
 def data_prepare(
     source: Annotated[Path, typer.Argument(help="fer2013.csv, an image folder, or a .tar.gz/.zip")],
-    out: Annotated[Path, typer.Option(help="HDF5 store to write")] = Path("data/fer2013.h5"),
+    out: Annotated[Path, typer.Option(help="HDF5 store to write")] = DEFAULT_STORE,
     force: Annotated[bool, typer.Option(help="overwrite an existing store")] = False,
     val_fraction: Annotated[
         float, typer.Option(help="val split taken from train when the source has none")
@@ -121,7 +129,7 @@ def data_inspect(
             grid = plot_sample_grid(opened, folder / f"{stem}_samples.png")
             typer.echo(f"wrote {chart}\nwrote {grid}")
             if opened.has_ferplus:
-                from ferkit.data.inspect import ferplus_agreement
+                from ferkit.data.summary import ferplus_agreement
                 from ferkit.data.targets import MAJORITY_NAMES
                 from ferkit.evaluate.plots import plot_confusion
 
@@ -370,7 +378,7 @@ def evaluate_cmd(
         list[str],
         typer.Argument(help="run folders, checkpoints, ONNX files or shipped names (>1: ensemble)"),
     ],
-    data: Annotated[Path, typer.Option(help="HDF5 store")] = Path("data/fer2013.h5"),
+    data: Annotated[Path, typer.Option(help="HDF5 store")] = DEFAULT_STORE,
     split: Annotated[
         str, typer.Option(help="test (PrivateTest, for reporting) | val | train")
     ] = "test",
@@ -395,7 +403,8 @@ def evaluate_cmd(
     ] = None,
     tta: Annotated[str, typer.Option(help="none | flip | tencrop | flip+tencrop")] = "none",
     out: Annotated[
-        Path | None, typer.Option(help="report folder (default: the run folder)")
+        Path | None,
+        typer.Option(help="report folder [default: a given run's folder, else runs/evaluate/MODEL]"),
     ] = None,
     calibrate: Annotated[bool, typer.Option(help="fit a temperature on val")] = True,
     save_temperature: Annotated[
@@ -608,7 +617,7 @@ def export_cmd(
         Path | None,
         typer.Option(
             help="HDF5 store: test split checks parity, train split calibrates int8 "
-            "(default: the model's own store, else data/fer2013.h5)"
+            f"(default: the model's own store, else {DEFAULT_STORE})"
         ),
     ] = None,
     check_samples: Annotated[
@@ -684,7 +693,7 @@ def ship(
     command: Annotated[
         str | None, typer.Option(help="the training command that produced SOURCE")
     ] = None,
-    data: Annotated[Path, typer.Option(help="HDF5 store to measure on")] = Path("data/fer2013.h5"),
+    data: Annotated[Path, typer.Option(help="HDF5 store to measure on")] = DEFAULT_STORE,
     wall_time: Annotated[float | None, typer.Option(help="training wall time, seconds")] = None,
     dest: Annotated[Path | None, typer.Option(help="folder (default: the package)")] = None,
     half: Annotated[
@@ -712,6 +721,7 @@ def ship(
 studies_app = typer.Typer(
     help="The original FER-2013 studies as presets (configs/studies), measured side by side.",
     no_args_is_help=True,
+    rich_markup_mode=HELP_MARKUP,
 )
 app.add_typer(studies_app, name="studies")
 
@@ -751,7 +761,7 @@ def studies_list(
 @studies_app.command("run")
 def studies_run(
     names: Annotated[list[str] | None, typer.Argument(help="studies to run (default: all)")] = None,
-    data: Annotated[Path, typer.Option(help="HDF5 store")] = Path("data/fer2013.h5"),
+    data: Annotated[Path, typer.Option(help="HDF5 store")] = DEFAULT_STORE,
     out: Annotated[Path, typer.Option(help="output folder")] = Path("runs/studies"),
     budget: Annotated[
         float, typer.Option(help="fraction of each preset's training (epochs × images), (0, 1]")

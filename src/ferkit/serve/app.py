@@ -36,14 +36,12 @@ from ferkit.errors import FerkitError
 from ferkit.serve.engine import Engine
 from ferkit.serve.guard import OriginGuard, is_loopback
 from ferkit.serve.limits import BodyLimit, Limits, Rejected, check_content_type
+from ferkit.serve.listener import ACCEPT_BURST, descriptor_budget, listen_on
 from ferkit.serve.protocol import guarded_protocol
 from ferkit.serve.stream import serve_stream
 
 log = logging.getLogger(__name__)
 
-# connections asyncio accepts per wake-up (uvicorn's `backlog`, 2048 by default): each holds
-# a descriptor before the connection cap (`ferkit.serve.protocol`) can close it
-ACCEPT_BURST = 64
 STATIC = Path(str(resources.files("ferkit.serve") / "static"))
 _PAGE_HEADERS = {
     "Content-Security-Policy": "default-src 'self'; img-src 'self' blob: data:; "
@@ -211,36 +209,37 @@ def _add_error_handlers(app: FastAPI) -> None:
 
 
 def run(app: FastAPI, host: str = "127.0.0.1", port: int = 8000, log_level: str = "info"):
-    """Serve an app made by `create_app` with uvicorn until interrupted."""
+    """Serve an app made by `create_app` with uvicorn until interrupted, on a listening
+    socket that keeps connections within the open-file limit (`ferkit.serve.listener`)."""
+    import dataclasses
+
     import uvicorn
 
     engine: Engine = app.state.engine
     if not is_loopback(host):
         log.warning("listening on %s: reachable from other machines, with no authentication", host)
-    uvicorn.run(
-        app, host=host, port=port, log_level=log_level,
-        http=guarded_protocol(_within_descriptors(engine.limits)), backlog=ACCEPT_BURST,
-        ws_max_size=2 * engine.limits.max_frame_bytes,  # the app answers up to 2× with an error
+    budget = descriptor_budget(engine.limits.max_connections)
+    limits = dataclasses.replace(engine.limits, max_connections=budget.max_connections)
+    listener = listen_on(host, port, budget.ceiling)
+    config = uvicorn.Config(
+        app, log_level=log_level, http=guarded_protocol(limits), backlog=ACCEPT_BURST,
+        loop="asyncio",  # uvloop would accept without the listener's accept()
+        ws_max_size=2 * limits.max_frame_bytes,  # the app answers up to 2× with an error
     )  # fmt: skip
-
-
-def _within_descriptors(limits: Limits) -> Limits:
-    """`limits` with max_connections lowered to leave file descriptors for everything else
-    (model files, threads, logs, and a burst of connections accepted before the cap sees
-    them) under this process's RLIMIT_NOFILE: accepting past the limit fails, and asyncio
-    then stops accepting anyone for a second."""
-    import dataclasses
-
+    server = uvicorn.Server(config)  # given a socket, uvicorn does not say where it listens
+    where = listener.getsockname()
+    logging.getLogger("uvicorn.error").info(
+        "Uvicorn running on http://%s:%d (Press CTRL+C to quit)",
+        f"[{where[0]}]" if ":" in where[0] else where[0], where[1],
+    )  # fmt: skip
     try:
-        import resource
-    except ImportError:  # Windows: no such limit to respect
-        return limits
-    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
-    room = soft - 64 - ACCEPT_BURST if soft != resource.RLIM_INFINITY else limits.max_connections
-    if room >= limits.max_connections:
-        return limits
-    log.warning("at most %d connections: the open-file limit is %d (ulimit -n)", room, soft)
-    return dataclasses.replace(limits, max_connections=max(room, 1))
+        server.run(sockets=[listener])
+    except KeyboardInterrupt:
+        return
+    finally:
+        listener.close()
+    if not server.started:  # uvicorn logged why (as uvicorn.run, exit 3)
+        raise SystemExit(3)
 
 
 def _version() -> str:

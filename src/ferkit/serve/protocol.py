@@ -9,7 +9,10 @@ body (408 with a JSON reason, then the connection is closed), and keeps at most
 `Limits.max_connections` open: past it, a new connection closes the one that has waited
 longest in the middle of its request headers (a stalled client: a real one sends them at
 once), else the longest-idle one that has sent nothing for a while (an idle keep-alive),
-or is answered 503 when there is neither.
+or is answered 503 when there is neither. Stalled clients go earlier: past three quarters
+of the cap, each new connection closes one, so slowloris cannot fill the last quarter and
+bursts of new clients still find room. (`ferkit.serve.listener` keeps the cap and the
+connections asyncio accepts before the protocol sees them under the open-file limit.)
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from ferkit.serve.limits import Limits
 _WAITING = (h11.IDLE, h11.SEND_BODY)  # the client still owes part of its request
 _STALLED_S = 0.25  # partial headers this old: a stalled client, not a slow event loop
 _IDLE_S = 2.0  # no byte for this long: an idle connection (it may not have been read yet)
+_HIGH_WATER = 0.75  # past this share of the cap, each new connection closes a stalled one
 
 
 def guarded_protocol(limits: Limits) -> type[H11Protocol]:
@@ -38,8 +42,12 @@ class GuardedH11Protocol(H11Protocol):
         super().connection_made(transport)
         self._phase, self._deadline, self._since, self._partial = "", None, self.loop.time(), False
         self._arm("headers", self.limits.header_timeout)
-        if len(self.connections) > self.limits.max_connections and not self._make_room():
-            self._refuse(503, f"server busy: {self.limits.max_connections} connections open")
+        cap = self.limits.max_connections
+        if len(self.connections) > cap:
+            if not self._make_room(idle_too=True):
+                self._refuse(503, f"server busy: {cap} connections open")
+        elif len(self.connections) > cap * _HIGH_WATER:
+            self._make_room(idle_too=False)  # a stalled one goes before the cap is reached
 
     def data_received(self, data: bytes) -> None:
         self._partial = True
@@ -67,17 +75,23 @@ class GuardedH11Protocol(H11Protocol):
         self._deadline = None
         if self._waiting():
             self._refuse(408, f"request {self._phase} not received within {seconds:g} s")
+        elif self._open() and self.conn.their_state is h11.SEND_BODY:
+            self.transport.close()  # answered early (a 413): the rest of its body never came
+
+    def _open(self) -> bool:
+        """Whether this connection is still open and HTTP (not upgraded to a websocket)."""
+        return not self.transport.is_closing() and self.transport.get_protocol() is self
 
     def _waiting(self) -> bool:
-        """Whether this connection is still HTTP and waiting for the client's request."""
-        transport = self.transport
-        if transport.is_closing() or transport.get_protocol() is not self:
-            return False  # closed, or upgraded to a websocket
-        return self.conn.their_state in _WAITING
+        """Whether this connection is waiting for the client's request, not yet answered."""
+        return (
+            self._open() and self.conn.their_state in _WAITING
+            and self.conn.our_state in (h11.IDLE, h11.SEND_RESPONSE)
+        )  # fmt: skip
 
-    def _make_room(self) -> bool:
-        """Close a stalled connection, else an idle one (see the module docstring); False
-        if there is none."""
+    def _make_room(self, idle_too: bool) -> bool:
+        """Close a stalled connection, else (`idle_too`) an idle one (see the module
+        docstring); False if there is none."""
         now = self.loop.time()
         waiting = [
             other for other in self.connections
@@ -85,7 +99,7 @@ class GuardedH11Protocol(H11Protocol):
             and other._phase == "headers" and other._waiting()
         ]  # fmt: skip
         stalled = [c for c in waiting if c._partial and now - c._since > _STALLED_S]
-        idle = [c for c in waiting if not c._partial and now - c._since > _IDLE_S]
+        idle = [c for c in waiting if idle_too and not c._partial and now - c._since > _IDLE_S]
         if stalled:
             min(stalled, key=lambda c: c._since)._refuse(503, "closed to make room (stalled)")
         elif idle:
