@@ -28,6 +28,7 @@ import numpy as np
 from _common import camera_like, fer2013_or_exit, report
 from ferkit.infer.recognizer import Recognizer, set_threads
 from ferkit.models.checkpoint import shipped_aliases, shipped_models
+from ferkit.paths import DEFAULT_STORE
 
 
 def accuracy(rec: Recognizer, faces: np.ndarray, labels: np.ndarray) -> float:
@@ -55,7 +56,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     names = sorted(set(shipped_models()) | set(shipped_aliases()))
     parser.add_argument("--models", nargs="+", default=names)
-    parser.add_argument("--store", type=Path, default=Path("data/fer2013.h5"))
+    parser.add_argument("--store", type=Path, default=DEFAULT_STORE)
     parser.add_argument(
         "--split",
         default="test",

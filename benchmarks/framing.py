@@ -25,6 +25,7 @@ from ferkit.data.store import open_store
 from ferkit.infer.align import measure_framing
 from ferkit.infer.faces import create_detector
 from ferkit.infer.recognizer import set_threads
+from ferkit.paths import DEFAULT_STORE
 
 NAMES = ("left eye", "right eye", "nose tip", "left mouth", "right mouth")
 
@@ -32,7 +33,7 @@ NAMES = ("left eye", "right eye", "nose tip", "left mouth", "right mouth")
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--faces", type=int, default=3000)
-    parser.add_argument("--store", type=Path, default=Path("data/fer2013.h5"))
+    parser.add_argument("--store", type=Path, default=DEFAULT_STORE)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     set_threads(1)

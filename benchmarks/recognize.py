@@ -44,6 +44,7 @@ from ferkit.infer.recognizer import Recognizer, set_threads
 from ferkit.infer.smoothing import SmoothingConfig, flicker
 from ferkit.infer.sources import read_image
 from ferkit.infer.tracking import TrackingConfig, iou_matrix
+from ferkit.paths import DEFAULT_STORE
 
 SIZE = (640, 480)
 FPS = 30.0
@@ -253,7 +254,7 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=60)
     parser.add_argument("--model", default=None, help="checkpoint (default: best available)")
     parser.add_argument("--quick", action="store_true", help="30 frames, for a smoke test")
-    parser.add_argument("--store", type=Path, default=Path("data/fer2013.h5"))
+    parser.add_argument("--store", type=Path, default=DEFAULT_STORE)
     parser.add_argument("--only", choices=("speed", "equalize", "flicker"), help="one part only")
     args = parser.parse_args()
     frames = 30 if args.quick else args.frames

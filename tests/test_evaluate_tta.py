@@ -78,3 +78,24 @@ def test_empty_input_and_unknown_mode(faces):
         predict_tta(classifier, faces(1), "mirror")
     with pytest.raises(ConfigError, match="crop fraction"):
         five_crops(faces(1), 1.5)
+
+
+def test_flip_is_written_once_for_numpy_faces_and_torch_batches(faces):
+    import torch
+
+    from ferkit.models.temperature import flip_average, mirror
+
+    crops = faces(3)
+    np.testing.assert_array_equal(tta_views(crops, "flip")[1], mirror(crops))
+    np.testing.assert_array_equal(mirror(torch.from_numpy(crops)).numpy(), mirror(crops))
+    weights = np.linspace(0.0, 1.0, 48 * 48, dtype=np.float32).reshape(48, 48)
+
+    def score(batch):  # a left-right asymmetric "model": mirroring changes its output
+        batch = batch if isinstance(batch, np.ndarray) else batch.numpy()
+        return (batch.astype(np.float32) * weights).sum(axis=(1, 2))[:, None]
+
+    expected = (score(crops) + score(crops[:, :, ::-1].copy())) / 2
+    assert not np.allclose(score(crops), expected)
+    np.testing.assert_allclose(flip_average(score, crops), expected, rtol=1e-6)
+    by_torch = flip_average(lambda b: torch.from_numpy(score(b)), torch.from_numpy(crops))
+    np.testing.assert_allclose(by_torch.numpy(), expected, rtol=1e-6)

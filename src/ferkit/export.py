@@ -32,12 +32,13 @@ from torch import nn
 
 from ferkit.errors import ConfigError, ModelError
 from ferkit.files import atomic_path, sha256_file
+from ferkit.infer.backends import ONNX_FORMAT as FORMAT
+from ferkit.infer.backends import ONNX_INPUT as INPUT_NAME
+from ferkit.paths import DEFAULT_STORE
 from ferkit.preprocess import Preprocessing, normalize
 
 log = logging.getLogger(__name__)
 
-FORMAT = "ferkit-onnx"
-INPUT_NAME = "faces"
 OUTPUT_NAME = "probs"
 DEFAULT_OPSET = 17
 INT8_METHODS = ("static", "dynamic")
@@ -114,7 +115,7 @@ def _default_store(model: nn.Module) -> Path | None:
     """The HDF5 store the model was trained on (its config), else data/fer2013.h5."""
     config = model.ferkit.config or {}
     trained_on = (config.get("data") or {}).get("path") if isinstance(config, dict) else None
-    for candidate in (trained_on, "data/fer2013.h5"):
+    for candidate in (trained_on, DEFAULT_STORE):
         if candidate and Path(candidate).is_file():
             return Path(candidate)
     return None

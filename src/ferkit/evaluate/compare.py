@@ -102,7 +102,7 @@ def compare(paths: Sequence[str | Path], out: str | Path | None = None) -> Compa
     result = Comparison(rows, skipped)
     if out is not None:
         from ferkit.evaluate.plots import plot_compare
-        from ferkit.evaluate.report import atomic_text
+        from ferkit.files import atomic_text
 
         out = Path(out)
         result.files = [

@@ -19,8 +19,9 @@ from ferkit.errors import ModelError
 from ferkit.evaluate.calibration import checkpoint_temperature
 from ferkit.infer.backends import Classifier
 from ferkit.infer.loading import network_backend, open_classifier
+from ferkit.paths import BEST, LAST
 
-_RUN_FILE_STEMS = ("best", "last")
+_RUN_FILE_STEMS = (Path(BEST).stem, Path(LAST).stem)  # a run's files, named "<run>/best"
 
 
 @dataclass

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ferkit.files import atomic_path
+from ferkit.files import save_figure
 
 
 def _pyplot():
@@ -23,14 +23,8 @@ def _pyplot():
 
 
 def _save(fig, path: Path) -> Path:
-    """Write the figure atomically (temporary file, then rename) and close it."""
-    path = Path(path)
-    try:
-        with atomic_path(path) as tmp:
-            fig.savefig(tmp, dpi=120, bbox_inches="tight")
-    finally:
-        _pyplot().close(fig)
-    return path
+    """Write the figure atomically and close it (the evaluation figures' resolution)."""
+    return save_figure(fig, path, dpi=120, bbox_inches="tight")
 
 
 def plot_class_distribution(counts: dict[str, dict[str, int]], path: Path) -> Path:

@@ -16,13 +16,10 @@ from pathlib import Path
 import numpy as np
 
 from ferkit.evaluate import plots
-from ferkit.files import atomic_path
+from ferkit.files import atomic_text
+from ferkit.paths import CURVES_PNG, METRICS_CSV
 
-
-def atomic_text(path: Path, text: str) -> Path:
-    with atomic_path(path) as tmp:
-        tmp.write_text(text)
-    return path
+MISCLASSIFIED = 32  # examples in the misclassified grid and in report.json
 
 
 def mistakes(labels: np.ndarray, probs: np.ndarray, limit: int) -> np.ndarray:
@@ -39,12 +36,12 @@ def _curves(members, out: Path) -> dict[str, Path]:
     found = {}
     for member in members:
         run = member.run_dir or (member.checkpoint.parent if member.checkpoint else None)
-        if run is None or not (run / "metrics.csv").is_file():
+        if run is None or not (run / METRICS_CSV).is_file():
             continue
-        curves = run / "curves.png"
+        curves = run / CURVES_PNG
         if not curves.is_file():
             target = out / f"curves-{run.resolve().name}.png" if run != out else curves
-            curves = plot_curves(read_metrics(run / "metrics.csv"), target)
+            curves = plot_curves(read_metrics(run / METRICS_CSV), target)
         found[member.name] = curves
     return found
 
@@ -74,8 +71,6 @@ def _gradcam(report, out, dataset, order, members, count) -> Path | None:
 
 def write_figures(report, out, dataset, probs, members, explain: int = 0) -> dict[str, Path]:
     """Draw every figure of the report into `out`; records links and examples in `report`."""
-    from ferkit.evaluate.runner import MISCLASSIFIED
-
     out = Path(out)
     head = report["headline"]
     names, metrics = dataset.class_names, head["metrics"]

@@ -49,11 +49,11 @@ from ferkit.evaluate.metrics import BOOTSTRAP, classification_metrics
 from ferkit.evaluate.tta import check_mode, predict_tta, view_count
 from ferkit.files import sha256_file
 from ferkit.labels import FERPLUS_EMOTIONS
+from ferkit.paths import DEFAULT_STORE
 
 log = logging.getLogger(__name__)
 
 SPLIT_LABELS = {"train": "Training", "val": "PublicTest", "test": "PrivateTest"}
-MISCLASSIFIED = 32  # examples in the misclassified grid and in report.json
 
 
 @dataclass
@@ -344,7 +344,7 @@ def output_folder(members: Sequence[Member], out: str | Path | None) -> Path:
 def evaluate(
     models: Sequence[str | Path],
     *,
-    data: str | Path | None = "data/fer2013.h5",
+    data: str | Path | None = DEFAULT_STORE,
     split: str = "test",
     labels: str = "fer2013",
     folder: str | Path | None = None,

@@ -20,6 +20,7 @@ from __future__ import annotations
 import numpy as np
 
 from ferkit.errors import ConfigError
+from ferkit.models.temperature import mirror
 
 TTA_MODES: tuple[str, ...] = ("none", "flip", "tencrop", "flip+tencrop")
 CROP_FRACTION = 0.9
@@ -71,10 +72,10 @@ def tta_views(
     if mode in ("none", "flip", "flip+tencrop"):
         views.append(faces)
         if mode != "none":
-            views.append(np.ascontiguousarray(faces[:, :, ::-1]))
+            views.append(mirror(faces))
     if mode in ("tencrop", "flip+tencrop"):
         for crop in five_crops(faces, crop_fraction):
-            views += [crop, np.ascontiguousarray(crop[:, :, ::-1])]
+            views += [crop, mirror(crop)]
     return views
 
 

@@ -26,6 +26,11 @@ from ferkit.models.temperature import (
 )
 from ferkit.preprocess import Preprocessing, normalize
 
+# What `ferkit export` writes and this reader checks: the graph's input name and the
+# `format` metadata entry that marks an .onnx file as a ferkit export.
+ONNX_FORMAT = "ferkit-onnx"
+ONNX_INPUT = "faces"
+
 
 @runtime_checkable
 class Classifier(Protocol):
@@ -138,7 +143,7 @@ class OnnxClassifier:
             first = (str(error).strip().splitlines() or [""])[0]
             raise ModelError(f"{name}: ONNX Runtime cannot load it ({first})") from error
         meta = self.session.get_modelmeta().custom_metadata_map
-        if meta.get("format") != json.dumps("ferkit-onnx"):
+        if meta.get("format") != json.dumps(ONNX_FORMAT):
             raise ModelError(f"{name}: not a ferkit ONNX export; create one with `ferkit export`")
         self.metadata = {key: json.loads(value) for key, value in meta.items()}
         self.class_names: tuple[str, ...] = tuple(self.metadata["class_names"])
@@ -159,7 +164,7 @@ class OnnxClassifier:
         out = np.zeros((len(faces), len(self.class_names)), dtype=np.float32)
         for start in range(0, len(faces), self.batch_size):
             chunk = faces[start : start + self.batch_size]
-            out[start : start + len(chunk)] = self.session.run(None, {"faces": chunk})[0]
+            out[start : start + len(chunk)] = self.session.run(None, {ONNX_INPUT: chunk})[0]
         return out
 
 

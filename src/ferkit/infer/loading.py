@@ -210,9 +210,10 @@ def best_run(runs: Path) -> tuple[Path, float | None] | None:
     """The runs/*/best.pt with the highest validation accuracy (readable ones only), and
     that accuracy (None where the checkpoint does not record it)."""
     from ferkit.models.checkpoint import load_checkpoint
+    from ferkit.paths import BEST
 
     scored = []
-    for path in Path(runs).glob("*/best.pt"):
+    for path in Path(runs).glob(f"*/{BEST}"):
         try:
             accuracy = (load_checkpoint(path).metrics or {}).get("val_acc")
         except ModelError:

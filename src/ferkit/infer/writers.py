@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from ferkit.errors import ConfigError
+from ferkit.files import atomic_path, atomic_text, save_figure
 from ferkit.infer.results import FrameResult, RunSummary, draw_faces
 from ferkit.infer.sources import Source, load_source
 
@@ -194,10 +195,7 @@ def plot_timeline(stats: TrackStats, path: Path) -> Path | None:
     axes[-1, 0].set_xlabel("time (s)")
     axes[0, 0].legend(ncol=7, fontsize=7, loc="upper center", bbox_to_anchor=(0.5, 1.35))
     fig.tight_layout()
-    fig.savefig(_part(path), dpi=100)
-    plt.close(fig)
-    os.replace(_part(path), path)
-    return path
+    return save_figure(fig, path, dpi=100)
 
 
 def record(recognizer, source, out: str | Path, *, camera: int | None = None,
@@ -280,16 +278,13 @@ def _write_still(folder: Path, index: int, name: str, annotated: np.ndarray, src
     ok, data = cv2.imencode(".jpg", annotated, [cv2.IMWRITE_JPEG_QUALITY, 92])
     if not ok:
         raise ConfigError(f"cannot encode the annotated image of {name}")
-    part = _part(path)
-    part.write_bytes(data.tobytes())
-    os.replace(part, path)
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data.tobytes())
     return path
 
 
 def _write_json(path: Path, data: dict) -> None:
-    part = _part(path)
-    part.write_text(json.dumps(data, indent=2), encoding="utf-8")
-    os.replace(part, path)
+    atomic_text(path, json.dumps(data, indent=2))
 
 
 def _progress(src: Source, max_frames: int | None):

@@ -27,6 +27,7 @@ from ferkit.errors import ModelError
 from ferkit.files import atomic_path
 from ferkit.labels import EMOTIONS
 from ferkit.models.registry import create_model, list_models
+from ferkit.paths import BEST, SHIPPED_BEST
 from ferkit.preprocess import Preprocessing
 
 FORMAT = "ferkit-checkpoint"
@@ -333,10 +334,10 @@ def resolve_checkpoint(path_or_name: str | Path) -> Path:
     or the bare name of a shipped model (`weights/<name>.safetensors`)."""
     path = Path(path_or_name)
     if path.is_dir():
-        for name in ("best.pt", "best.safetensors"):
+        for name in (BEST, SHIPPED_BEST):
             if (path / name).is_file():
                 return path / name
-        raise ModelError(f"{path}: run folder without best.pt or best.safetensors")
+        raise ModelError(f"{path}: run folder without {BEST} or {SHIPPED_BEST}")
     if path.is_file():
         return path
     if isinstance(path_or_name, str) and path_or_name == path.name and not path.suffix:

@@ -46,8 +46,23 @@ def checkpoint_tta(metrics: dict | None) -> str:
     return value if value in INFERENCE_TTA else "none"
 
 
-def flip_average(predict, faces: np.ndarray) -> np.ndarray:
-    """Mean of `predict` over (N, H, W) faces and their mirror images, in one call."""
-    mirrored = np.ascontiguousarray(faces[:, :, ::-1])
-    both = predict(np.concatenate([faces, mirrored]))
-    return ((both[: len(faces)] + both[len(faces) :]) / 2).astype(np.float32)
+def mirror(faces):
+    """Faces mirrored left to right (the last axis): a contiguous numpy copy, or a torch
+    tensor flipped on its device."""
+    if isinstance(faces, np.ndarray):
+        return np.ascontiguousarray(faces[..., ::-1])
+    return faces.flip(-1)
+
+
+def flip_average(predict, faces):
+    """The flip TTA, written once for training's validation, evaluation and every inference
+    backend: the mean of `predict` (faces → probabilities) over the faces and their mirror
+    images, in one call. numpy faces give float32 numpy, torch tensors stay torch."""
+    n = len(faces)
+    if isinstance(faces, np.ndarray):
+        both = predict(np.concatenate([faces, mirror(faces)]))
+        return ((both[:n] + both[n:]) / 2).astype(np.float32)
+    import torch
+
+    both = predict(torch.cat([faces, mirror(faces)]))
+    return (both[:n] + both[n:]) / 2

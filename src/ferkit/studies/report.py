@@ -13,8 +13,7 @@ import json
 import time
 from pathlib import Path
 
-from ferkit.evaluate.report import atomic_text
-from ferkit.files import atomic_path
+from ferkit.files import atomic_text, save_figure
 from ferkit.hardware import cpu_summary
 
 
@@ -152,12 +151,7 @@ def write_plot(rows: list[dict], shipped: list[dict], path: Path) -> Path | None
     ax.legend(loc="upper right", fontsize=8)
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
-    try:
-        with atomic_path(path) as tmp:
-            fig.savefig(tmp, dpi=110)
-    finally:
-        plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=110)
 
 
 def write_report(

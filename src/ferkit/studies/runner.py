@@ -20,7 +20,8 @@ from typing import Any
 from ferkit.config import TrainConfig, apply_overrides, load_config
 from ferkit.errors import ConfigError, DataError
 from ferkit.evaluate.metrics import BOOTSTRAP
-from ferkit.evaluate.report import atomic_text
+from ferkit.files import atomic_text
+from ferkit.paths import BEST, CONFIG_YAML, DEFAULT_STORE, LAST
 from ferkit.studies.presets import Study, load_presets, select
 
 logger = logging.getLogger(__name__)
@@ -115,8 +116,8 @@ def _train(config: TrainConfig):
 
     run_dir = Path(config.out)
     same = False
-    if (run_dir / "last.pt").is_file() and (run_dir / "config.yaml").is_file():
-        same = load_config(run_dir / "config.yaml").to_dict() == config.to_dict()
+    if (run_dir / LAST).is_file() and (run_dir / CONFIG_YAML).is_file():
+        same = load_config(run_dir / CONFIG_YAML).to_dict() == config.to_dict()
     if same:
         logger.info("%s: resuming the interrupted training", run_dir)
     return train(config, resume=same, overwrite=not same)
@@ -269,7 +270,7 @@ def run_recognition_study(study: Study, *, out: Path, source_row: dict) -> tuple
     if done is not None:
         return done, True
     started = time.perf_counter()
-    model = Path(source_row["run_dir"]) / "best.pt"
+    model = Path(source_row["run_dir"]) / BEST
     video = measure_video(model, plan, folder)
     row = {
         **_describe(study, source_row["budget"]),
@@ -285,7 +286,7 @@ def run_recognition_study(study: Study, *, out: Path, source_row: dict) -> tuple
 def run_studies(
     names: list[str] | None = None,
     *,
-    data: str | Path = "data/fer2013.h5",
+    data: str | Path = DEFAULT_STORE,
     out: str | Path = "runs/studies",
     budget: float = 1.0,
     budgets: dict[str, float] | None = None,

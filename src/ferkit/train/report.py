@@ -12,7 +12,7 @@ import logging
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from ferkit.files import atomic_path
+from ferkit.files import atomic_open, save_figure
 
 logger = logging.getLogger(__name__)
 
@@ -45,19 +45,12 @@ class EpochStats:
 COLUMNS = tuple(EpochStats.__dataclass_fields__)
 
 
-def _atomic_write(path: Path, write) -> None:
-    with atomic_path(path) as tmp, open(tmp, "w", newline="") as handle:
-        write(handle)
-
-
 def write_metrics(history: list[EpochStats], path: Path) -> None:
-    def write(handle):
+    with atomic_open(path, newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=COLUMNS)
         writer.writeheader()
         for stats in history:
             writer.writerow(stats.to_dict())
-
-    _atomic_write(Path(path), write)
 
 
 def _column(key: str, value: str):
@@ -98,12 +91,7 @@ def plot_curves(history: list[EpochStats], path: Path) -> Path:
     axes[0].legend()
     axes[1].legend()
     fig.tight_layout()
-    try:
-        with atomic_path(path) as tmp:
-            fig.savefig(tmp, dpi=100)
-    finally:
-        plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=100)
 
 
 class TensorBoardLog:

@@ -34,6 +34,8 @@ from ferkit.errors import ConfigError
 from ferkit.hardware import cpu_flags
 from ferkit.models.checkpoint import load_checkpoint, save_checkpoint
 from ferkit.models.registry import create_model
+from ferkit.models.temperature import flip_average
+from ferkit.paths import BEST, CONFIG_YAML, CURVES_PNG, LAST, METRICS_CSV
 from ferkit.train import distributed as D
 from ferkit.train.distill import distilled_targets
 from ferkit.train.ema import ModelEma
@@ -65,11 +67,11 @@ class TrainResult:
 
     @property
     def best_path(self) -> Path:
-        return self.run_dir / "best.pt"
+        return self.run_dir / BEST
 
     @property
     def last_path(self) -> Path:
-        return self.run_dir / "last.pt"
+        return self.run_dir / LAST
 
 
 def bf16_is_native_on_cpu() -> bool:
@@ -172,10 +174,11 @@ def evaluate(
         if channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         with _autocast(ctx.device, amp_dtype):
-            logits = model(x).float()
             if flip:
-                probs = (logits.softmax(1) + model(x.flip(-1)).float().softmax(1)) / 2
+                probs = flip_average(lambda batch: model(batch).float().softmax(1), x)
                 logits = probs.clamp_min(1e-12).log()  # log-probabilities: same argmax, NLL
+            else:
+                logits = model(x).float()
         loss_sum += F.cross_entropy(logits, y, reduction="sum").double()
         correct += (logits.argmax(1) == y).sum()
         count += len(y)
@@ -259,7 +262,7 @@ class _Run:
     def __init__(self, cfg: TrainConfig, ctx: D.DistContext, *, resume: bool, overwrite: bool):
         self.cfg, self.ctx = cfg, ctx
         self.run_dir = Path(cfg.out)
-        last = self.run_dir / "last.pt"
+        last = self.run_dir / LAST
         if resume and not last.exists():
             raise ConfigError(f"cannot resume: {last} does not exist")
         if not resume and last.exists() and not overwrite:
@@ -334,7 +337,7 @@ class _Run:
             self._restore(last)
         if ctx.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
-            save_config(cfg, self.run_dir / "config.yaml")
+            save_config(cfg, self.run_dir / CONFIG_YAML)
         D.barrier(ctx)
 
     # ------------------------------------------------------------------ checkpoints
@@ -412,9 +415,9 @@ class _Run:
         )
         model = self._eval_model()
         if improved:
-            save_checkpoint(self.run_dir / "best.pt", model, train_state={}, **common)
-        save_checkpoint(self.run_dir / "last.pt", model, train_state=train_state, **common)
-        write_metrics(self.history, self.run_dir / "metrics.csv")
+            save_checkpoint(self.run_dir / BEST, model, train_state={}, **common)
+        save_checkpoint(self.run_dir / LAST, model, train_state=train_state, **common)
+        write_metrics(self.history, self.run_dir / METRICS_CSV)
 
     # ------------------------------------------------------------------ loop
     def _train_epoch(self, epoch: int, bar: ProgressBar) -> tuple[float, float, float]:
@@ -535,7 +538,7 @@ class _Run:
             if board is not None:
                 board.close()
         if ctx.is_main and self.history:
-            plot_curves(self.history, self.run_dir / "curves.png")
+            plot_curves(self.history, self.run_dir / CURVES_PNG)
         D.barrier(ctx)
         return TrainResult(
             run_dir=self.run_dir,

@@ -11,7 +11,6 @@ import csv
 import logging
 import warnings
 from dataclasses import dataclass
-from functools import partial
 from pathlib import Path
 
 import optuna
@@ -19,7 +18,7 @@ from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.trial import FrozenTrial, TrialState
 
 from ferkit.config import TrainConfig, apply_overrides, save_config
-from ferkit.files import atomic_path
+from ferkit.files import atomic_open, atomic_text, save_figure
 
 logger = logging.getLogger(__name__)
 
@@ -75,12 +74,6 @@ def trial_row(trial: FrozenTrial) -> dict:
     }
 
 
-def _atomic(path: Path, write, mode: str = "w") -> Path:
-    with atomic_path(path) as tmp, open(tmp, mode) as handle:
-        write(handle)
-    return path
-
-
 def write_trials_csv(rows: list[dict], path: Path) -> Path:
     names = sorted({name for row in rows for name in row["params"]})
     columns = [key for key in rows[0] if key != "params"] if rows else ["number"]
@@ -91,7 +84,9 @@ def write_trials_csv(rows: list[dict], path: Path) -> Path:
         for row in rows:
             writer.writerow([row[c] for c in columns] + [row["params"].get(n) for n in names])
 
-    return _atomic(path, write)
+    with atomic_open(path) as handle:
+        write(handle)
+    return path
 
 
 def _fmt(value) -> str:
@@ -122,7 +117,6 @@ def summary_markdown(study_name: str, counts: dict, top: list[dict], baseline: d
 
 def write_plots(study: optuna.Study, folder: Path) -> list[Path]:
     """PNG plots via Optuna's matplotlib backend; one that lacks trials is skipped."""
-    import matplotlib.pyplot as plt
     import numpy as np
     import optuna.visualization.matplotlib as vis
 
@@ -148,9 +142,7 @@ def write_plots(study: optuna.Study, folder: Path) -> list[Path]:
         if stem == "parallel_coordinate":  # one column per parameter
             figure.set_size_inches(max(8.0, 1.1 * len(figure.axes[0].get_xticks())), 6.0)
         path = folder / f"{stem}.png"
-        save = partial(figure.savefig, format="png", dpi=110, bbox_inches="tight")
-        written.append(_atomic(path, save, "wb"))
-        plt.close(figure)
+        written.append(save_figure(figure, path, dpi=110, bbox_inches="tight"))
     return written
 
 
@@ -167,7 +159,7 @@ def write_outputs(
     baseline = next((r for r in complete if r["baseline"]), None)
     write_trials_csv(rows, out / "trials.csv")
     summary = summary_markdown(study.study_name, counts, complete[:top], baseline)
-    _atomic(out / "summary.md", lambda handle: handle.write(summary))
+    atomic_text(out / "summary.md", summary)
     best_config = best_trial = None
     if complete:
         best_trial = study.best_trial

@@ -28,6 +28,7 @@ from optuna.trial import TrialState
 
 from ferkit.config import TrainConfig, apply_overrides
 from ferkit.errors import ConfigError, DataError
+from ferkit.paths import LAST
 from ferkit.tune.outputs import TuneResult, redact, write_outputs
 from ferkit.tune.space import DEFAULT_SPACE, search_space, validate_space
 
@@ -154,7 +155,7 @@ class Objective:
         frozen = next(t for t in trial.study.get_trials(deepcopy=False) if t.number == trial.number)
         history = RetryHeartbeatStaleTrialCallback.retry_history(frozen)
         previous = self.folder / f"{history[-1]:04d}" if history else None
-        if previous is None or not (previous / "last.pt").exists():
+        if previous is None or not (previous / LAST).exists():
             return False
         if run_dir.exists():
             shutil.rmtree(run_dir)

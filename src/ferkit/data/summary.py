@@ -1,4 +1,5 @@
-"""`ferkit data inspect`: what is in a store, as a table a person reads at a glance."""
+"""`ferkit data inspect`: what is in a store, as a table a person reads at a glance (a
+summary; the module is not named `inspect`, which would shadow the standard library's)."""
 
 from __future__ import annotations
 
