@@ -17,7 +17,9 @@ again while attackers run the catalogue, in a loop:
 Reported: valid clients' frames/s, p50 and p95 latency alone and under attack (target:
 p95 within 2×), every hostile answer's status (each must be the expected refusal with a
 JSON body), health probes answered during slowloris, the server's peak RSS (VmHWM, target
-≤ 1 GB) and whether it survived. Loopback only; everything is stopped at the end.
+≤ 1 GB) and open descriptors (of --nofile), whether it survived, and the tracebacks and
+ERROR lines in its log (EMFILE counted apart). Loopback only; everything is stopped at the
+end.
 
     python benchmarks/abuse.py [--seconds 60] [--slowloris 300] [--model PATH]
 """
@@ -284,8 +286,18 @@ async def probe_health(url: str, deadline: float, stats: Counter) -> None:
             await asyncio.sleep(0.5)
 
 
-async def under_attack(url: str, seconds: float, clients: int, loris: int) -> tuple:
-    outcomes, loris_stats, health = Counter(), Counter(), Counter()
+async def count_descriptors(pid: int, deadline: float, peak: Counter) -> None:
+    """The most descriptors the server held at once, sampled every 20 ms (Linux)."""
+    while time.perf_counter() < deadline:
+        try:
+            peak["descriptors"] = max(peak["descriptors"], len(os.listdir(f"/proc/{pid}/fd")))
+        except OSError:
+            return
+        await asyncio.sleep(0.02)
+
+
+async def under_attack(url: str, pid: int, seconds: float, clients: int, loris: int) -> tuple:
+    outcomes, loris_stats, health, peak = Counter(), Counter(), Counter(), Counter()
     unexpected = defaultdict(Counter)
     deadline = time.perf_counter() + seconds
     valid, *_ = await asyncio.gather(
@@ -293,17 +305,21 @@ async def under_attack(url: str, seconds: float, clients: int, loris: int) -> tu
         attack(url, deadline, outcomes, unexpected),
         slowloris(url, loris, deadline, loris_stats),
         probe_health(url, deadline, health),
+        count_descriptors(pid, deadline, peak),
     )
+    loris_stats["server's peak open descriptors"] = peak["descriptors"]
     return valid, outcomes, {k: dict(v) for k, v in unexpected.items()}, loris_stats, health
 
 
 def log_errors(log: str) -> Counter:
-    """The last line of each traceback in the server's log, counted."""
+    """The last line of each traceback in the server's log, and each ERROR line, counted."""
     errors, lines = Counter(), log.splitlines()
     for i, line in enumerate(lines):
         if line.startswith("Traceback"):
             end = next((j for j in range(i + 1, len(lines)) if not lines[j].startswith(" ")), i)
             errors[lines[end][:160]] += 1
+        elif line.startswith("ERROR:"):
+            errors[line[:160]] += 1
     return errors
 
 
@@ -325,7 +341,7 @@ def main() -> None:
             rss_start = rss_mb(server.process.pid)
             alone = asyncio.run(valid_clients(server.url, args.clients, seconds))
             attacked, outcomes, unexpected, loris, probes = asyncio.run(
-                under_attack(server.url, seconds, args.clients, args.slowloris)
+                under_attack(server.url, server.process.pid, seconds, args.clients, args.slowloris)
             )
             alive = server.process.poll() is None
             peak = rss_mb(server.process.pid, "VmHWM") if alive else float("nan")
@@ -352,7 +368,8 @@ def main() -> None:
         "abuse", rows, hostile=hostile, slowloris=dict(loris), health_probes=dict(probes),
         server={"model": health["model"], "rss_mib_after_warmup": rss_start,
                 "peak_rss_mib": peak, "survived": alive,
-                "tracebacks_in_log": log.count("Traceback")},
+                "tracebacks_in_log": log.count("Traceback"),
+                "log_errors": dict(log_errors(log)), "emfile": log.count("Errno 24")},
         p95_ratio=ratio, seconds_per_phase=seconds, load_avg_before=load_before,
         command=" ".join(["python", *sys.argv]),
     )  # fmt: skip
