@@ -12,6 +12,7 @@ from ferkit.config import (
     apply_overrides,
     from_dict,
     load_config,
+    resolve_config,
     save_config,
 )
 from ferkit.errors import ConfigError
@@ -104,3 +105,17 @@ def test_example_recipes_load(name):
     config = load_config(Path(__file__).resolve().parents[1] / "configs" / f"{name}.yaml")
     assert config.model.name in name or name.startswith(("fast", "default"))
     assert config.out == f"runs/{name}"
+
+
+def test_resolve_config_merges_defaults_file_flags_and_sets_in_that_order(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("epochs: 5\noptim:\n  lr: 0.02\nbatch_size: 32\n")
+    assert resolve_config() == TrainConfig()
+    from_file = resolve_config(path)
+    assert (from_file.epochs, from_file.optim.lr, from_file.seed) == (5, 0.02, TrainConfig().seed)
+    flagged = resolve_config(path, {"epochs": 7, "seed": None, "data.path": tmp_path / "s.h5"})
+    assert (flagged.epochs, flagged.optim.lr, flagged.batch_size) == (7, 0.02, 32)
+    assert flagged.seed == TrainConfig().seed  # a flag left out (None) keeps the file's value
+    assert flagged.data.path == str(tmp_path / "s.h5")
+    final = resolve_config(path, {"epochs": 7}, ["epochs=9", "optim.lr=0.5"])
+    assert (final.epochs, final.optim.lr, final.batch_size) == (9, 0.5, 32)

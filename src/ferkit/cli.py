@@ -348,20 +348,19 @@ def train_command(
     import logging
     import os
 
-    from ferkit.config import TrainConfig, apply_overrides, load_config
+    from ferkit.config import resolve_config
+    from ferkit.paths import CONFIG_YAML
     from ferkit.train.trainer import train
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    if config is None and resume and out is not None and (out / "config.yaml").exists():
-        config = out / "config.yaml"
-    base = load_config(config) if config is not None else TrainConfig()
+    if config is None and resume and out is not None and (out / CONFIG_YAML).exists():
+        config = out / CONFIG_YAML
     flags = {
         "model.name": model, "data.path": data, "out": out, "epochs": epochs,
         "batch_size": batch_size, "optim.lr": lr, "data.subset": subset, "device": device,
         "amp": amp, "seed": seed,
     }  # fmt: skip
-    chosen = {k: str(v) if isinstance(v, Path) else v for k, v in flags.items() if v is not None}
-    resolved = apply_overrides(apply_overrides(base, chosen), overrides or [])
+    resolved = resolve_config(config, flags, overrides)
     result = train(resolved, resume=resume, overwrite=overwrite)
     if int(os.environ.get("RANK", "0")) == 0:
         typer.echo(
@@ -404,7 +403,9 @@ def evaluate_cmd(
     tta: Annotated[str, typer.Option(help="none | flip | tencrop | flip+tencrop")] = "none",
     out: Annotated[
         Path | None,
-        typer.Option(help="report folder [default: a given run's folder, else runs/evaluate/MODEL]"),
+        typer.Option(
+            help="report folder [default: a given run's folder, else runs/evaluate/MODEL]"
+        ),
     ] = None,
     calibrate: Annotated[bool, typer.Option(help="fit a temperature on val")] = True,
     save_temperature: Annotated[
@@ -555,18 +556,16 @@ def tune_command(
     from rich.console import Console
     from rich.table import Table
 
-    from ferkit.config import TrainConfig, apply_overrides, load_config
+    from ferkit.config import resolve_config
     from ferkit.tune import load_space, tune
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     logging.getLogger("matplotlib").setLevel(logging.WARNING)  # plots of categorical params
-    base = load_config(config) if config is not None else TrainConfig()
     flags = {
         "data.path": data, "model.name": model, "epochs": epochs, "data.subset": subset,
         "batch_size": batch_size, "device": device, "amp": amp,
     }  # fmt: skip
-    chosen = {k: str(v) if isinstance(v, Path) else v for k, v in flags.items() if v is not None}
-    base = apply_overrides(apply_overrides(base, chosen), overrides or [])
+    base = resolve_config(config, flags, overrides)
     result = tune(
         base, study_name=study, trials=trials, storage=storage, space=load_space(space, base),
         out=out, sampler=sampler, pruner=pruner, seed=seed, timeout=timeout,

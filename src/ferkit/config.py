@@ -2,7 +2,8 @@
 
 A run is described by one `TrainConfig`. Values come, in increasing precedence, from the
 defaults below, a YAML file (`--config`), the common CLI flags (`--epochs`, `--lr`, ...)
-and `--set section.key=value` overrides. Every key is checked: an unknown one raises
+and `--set section.key=value` overrides (`resolve_config`: the one merge train and tune
+use). Every key is checked: an unknown one raises
 `ConfigError` naming the closest valid key, so a typo never silently trains the wrong
 recipe. The resolved config is saved as `config.yaml` in the run folder and loads back
 unchanged, which makes any run reproducible from its folder alone.
@@ -18,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from ferkit.errors import ConfigError
+from ferkit.paths import DEFAULT_STORE
 
 
 def _choice(default: str, *others: str):
@@ -37,7 +39,7 @@ class ModelConfig:
 class DataConfig:
     """The HDF5 store and what to read from it."""
 
-    path: str = "data/fer2013.h5"
+    path: str = str(DEFAULT_STORE)
     train_split: str = "train"
     val_split: str = "val"
     subset: int = 0  # > 0: a stratified, seeded subset of the training split of this size
@@ -279,13 +281,10 @@ def save_config(config: TrainConfig, path: str | Path) -> Path:
     """Write the config as YAML atomically (temp file + rename)."""
     import yaml
 
-    from ferkit.files import atomic_path
+    from ferkit.files import atomic_text
 
-    path = Path(path)
     text = yaml.safe_dump(config.to_dict(), sort_keys=False, default_flow_style=False)
-    with atomic_path(path) as tmp:
-        tmp.write_text(text)
-    return path
+    return atomic_text(path, text)
 
 
 def _parse_value(text: str) -> Any:
@@ -324,3 +323,17 @@ def apply_overrides(config: TrainConfig, overrides: dict[str, Any] | list[str]) 
             raise ConfigError(_closest(parts[-1], list(node), prefix))
         node[parts[-1]] = value
     return from_dict(data)
+
+
+def resolve_config(
+    config_file: str | Path | None = None,
+    flags: dict[str, Any] | None = None,
+    sets: list[str] | None = None,
+) -> TrainConfig:
+    """The config a command runs: the defaults < the YAML `config_file` (its missing keys
+    keep the defaults) < `flags` (dotted keys; None means the flag was not given) < `sets`
+    (`--set key=value` strings). Written once for `ferkit train` and `ferkit tune`."""
+    base = load_config(config_file) if config_file is not None else TrainConfig()
+    given = {k: str(v) if isinstance(v, Path) else v for k, v in (flags or {}).items()}
+    chosen = {k: v for k, v in given.items() if v is not None}
+    return apply_overrides(apply_overrides(base, chosen), list(sets or []))
