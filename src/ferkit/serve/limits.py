@@ -50,7 +50,12 @@ class Limits:
     queue_size: frames one connection may have waiting; when full the oldest is dropped,
         so answers stay current instead of falling behind the camera.
     max_frame_bytes: largest websocket frame.
-    max_streams: websocket connections served at once; more are closed with code 1013.
+    max_streams: websocket connections served at once; past it, a new one closes the
+        stream silent longest if that one has been silent for `stream_evict_after` seconds
+        (an idle squatter, not a camera), else it is closed with code 1013.
+    stream_idle_timeout: seconds a stream may send nothing (and wait for no answer) before
+        the server closes it (code 1008).
+    stream_evict_after: see max_streams.
     max_connections: open TCP connections; a new one past it closes the oldest connection
         still sending its request headers, or is refused with 503 when there is none.
     header_timeout: seconds a connection has to send a request's headers (slowloris).
@@ -67,6 +72,8 @@ class Limits:
     queue_size: int = 2
     max_frame_bytes: int = 2 * MiB
     max_streams: int = 8
+    stream_idle_timeout: float = 60.0
+    stream_evict_after: float = 10.0
     max_connections: int = 200
     header_timeout: float = 10.0
     body_timeout: float = 60.0

@@ -11,12 +11,15 @@ Protocol (every server message is JSON with a "type"):
     client → text message: {"smoothing": "ema" | "mean" | "none", "alpha"?, "window"?}
     server → {"type": "config", "smoothing": {...}}     (or an "error")
 
-`seq` numbers the client's binary messages from 1, so every frame gets exactly one answer
-and a client can keep one frame in flight. Each connection has its own tracker (stable face
-ids) and smoother, so two viewers never mix faces. A frame rate above `Limits.max_fps`
-(token bucket, bursts of two) is answered "dropped" at once, and at most
-`Limits.queue_size` frames wait: when a new one arrives the oldest waiting frame is dropped,
-so answers describe the present instead of falling further and further behind.
+A stream that sends nothing while no answer is due for `Limits.stream_idle_timeout` is
+closed (1008), and at the `Limits.max_streams` cap a new stream closes the one silent
+longest if it has been silent for `Limits.stream_evict_after`: a few idle websockets cannot
+lock every camera out. `seq` numbers the client's binary messages from 1, so every frame
+gets exactly one answer and a client can keep one frame in flight. Each connection has its
+own tracker (stable face ids) and smoother, so two viewers never mix faces. A frame rate
+above `Limits.max_fps` (token bucket, bursts of two) is answered "dropped" at once, and at
+most `Limits.queue_size` frames wait: when a new one arrives the oldest waiting frame is
+dropped, so answers describe the present instead of falling further and further behind.
 """
 
 from __future__ import annotations
@@ -39,22 +42,36 @@ from ferkit.serve.limits import Rejected
 log = logging.getLogger(__name__)
 
 BUSY = 1013  # websocket close code "try again later"
+POLICY = 1008  # websocket close code "policy violation": idle too long
 _BURST = 2.0  # frames a client may send back to back before the rate cap applies
 _SMOOTHING_KEYS = {"smoothing", "alpha", "window"}
+_OPEN: dict[int, set[StreamSession]] = {}  # id(engine) → its streams not yet closed
 
 
 async def serve_stream(websocket: WebSocket, engine: Engine) -> None:
-    """Run one connection to its end; refuse it (1013) when `max_streams` are open."""
+    """Run one connection to its end; past `max_streams`, close the stream silent longest
+    or, when none has been silent long enough, refuse this one (1013)."""
     await websocket.accept()
-    if engine.streams >= engine.limits.max_streams:
-        reason = f"server busy: {engine.streams} streams open (limit {engine.limits.max_streams})"
-        await websocket.close(code=BUSY, reason=reason)
-        return
-    engine.streams += 1
+    streams = _OPEN.setdefault(id(engine), set())
+    limits = engine.limits
+    if len(streams) >= limits.max_streams:
+        idle = max(streams, key=lambda session: session.idle_for())
+        if idle.idle_for() < limits.stream_evict_after:
+            reason = f"server busy: {len(streams)} streams open (limit {limits.max_streams})"
+            await websocket.close(code=BUSY, reason=reason)
+            return
+        streams.discard(idle)
+        await idle.close(f"closed to make room: no frame for {idle.idle_for():.0f} s")
+    session = StreamSession(websocket, engine)
+    streams.add(session)
+    engine.streams = len(streams)
     try:
-        await StreamSession(websocket, engine).run()
+        await session.run()
     finally:
-        engine.streams -= 1
+        streams.discard(session)
+        engine.streams = len(streams)
+        if not streams:
+            _OPEN.pop(id(engine), None)
 
 
 class StreamSession:
@@ -68,7 +85,8 @@ class StreamSession:
         self.queue: deque[tuple[int, float, bytes]] = deque()
         self.wakeup = asyncio.Event()
         self.seq = self.processed = self.dropped = 0
-        self.start = self.last_arrival = time.monotonic()
+        self.start = self.last_arrival = self.last_active = time.monotonic()
+        self.closed = self.busy = False
         self.tokens = _BURST
         self._send_lock = asyncio.Lock()
 
@@ -79,8 +97,15 @@ class StreamSession:
                 type="hello", model=self.engine.describe(), limits=self.limits.to_dict(),
                 smoothing=vars(self.smoother.config),
             )  # fmt: skip
-            while True:
-                message = await self.ws.receive()
+            while not self.closed:
+                try:
+                    message = await asyncio.wait_for(self.ws.receive(), self._idle_left())
+                except TimeoutError:
+                    if self._idle_left() <= 0:
+                        timeout = self.limits.stream_idle_timeout
+                        await self.close(f"no frame for {timeout:g} s")
+                    continue
+                self.last_active = time.monotonic()
                 if message["type"] == "websocket.disconnect":
                     return
                 if message.get("bytes") is not None:
@@ -93,6 +118,25 @@ class StreamSession:
             worker.cancel()
             with suppress(asyncio.CancelledError):
                 await worker
+
+    def idle_for(self) -> float:
+        """Seconds since the client last sent something or was answered; 0 while one of
+        its frames waits or is being processed (a slow server does not make it idle)."""
+        if self.closed:
+            return float("inf")
+        if self.queue or self.busy:
+            return 0.0
+        return time.monotonic() - self.last_active
+
+    def _idle_left(self) -> float:
+        return self.limits.stream_idle_timeout - self.idle_for()
+
+    async def close(self, reason: str) -> None:
+        """Close the connection with a policy-violation code; run() then ends."""
+        if not self.closed:
+            self.closed = True
+            with suppress(WebSocketDisconnect, RuntimeError):
+                await self.ws.close(code=POLICY, reason=reason[:120])
 
     async def _offer(self, data: bytes) -> None:
         """Admit a frame to the queue, or answer at once why it was dropped."""
@@ -125,6 +169,7 @@ class StreamSession:
                 await self.wakeup.wait()
             seq, time_s, data = self.queue.popleft()
             began = time.perf_counter()
+            self.busy = True
             try:
                 (height, width), result = await self.engine.track(
                     data, f"frame {seq}", self.processed, time_s, self.tracker, self.smoother
@@ -137,6 +182,8 @@ class StreamSession:
                 detail = f"frame {seq}: internal error ({type(error).__name__})"
                 await self._send(type="error", seq=seq, status=500, detail=detail)
                 continue
+            finally:
+                self.busy, self.last_active = False, time.monotonic()
             self.processed += 1
             await self._send(
                 type="result", seq=seq, index=result.index, time_s=round(time_s, 4),
