@@ -401,7 +401,11 @@ def test_a_silent_stream_makes_room_for_a_camera_at_the_stream_cap():
 def test_a_silent_stream_is_closed_after_the_idle_timeout():
     with client_for(stream_idle_timeout=0.5) as c, c.websocket_connect("/api/stream") as ws:
         ws.receive_json()
-        with pytest.raises(WebSocketDisconnect) as closed:
-            ws.receive_json()  # nothing sent: the server closes it
-        assert closed.value.code == 1008 and closed.value.reason == "no frame for 0.5 s"
+        for _ in range(120):  # nothing sent: wait (with a wide margin) for the server to close
+            threading.Event().wait(0.25)
+            if c.get("/api/health").json()["streams"] == 0:
+                break
         assert c.get("/api/health").json()["streams"] == 0
+        with pytest.raises(WebSocketDisconnect) as closed:
+            ws.receive_json()
+        assert closed.value.code == 1008 and closed.value.reason == "no frame for 0.5 s"
