@@ -288,6 +288,61 @@ def predict(
     console.print(f"outputs in {out}/ ({len(summary.files)} files)")
 
 
+@app.command("batch")
+def batch(
+    sources: Annotated[
+        list[str], typer.Argument(help="files, folders, globs or .txt/.lst files listing them")
+    ],
+    out: Annotated[Path, typer.Option(help="output folder (Parquet dataset, resumable)")],
+    workers: Annotated[int, typer.Option(help="worker processes (Ray: CPUs of a local cluster)")] = 1,
+    engine: Annotated[str, typer.Option(help="local (process pool) | ray")] = "local",
+    address: Annotated[str | None, typer.Option(help="Ray cluster HOST:PORT (or auto)")] = None,
+    model: Annotated[str, typer.Option(help="shipped model name, checkpoint or run folder")] = (
+        "default"
+    ),
+    backend: Annotated[str, typer.Option(help="auto | torch | onnx")] = "auto",
+    detector: _Detector = "haar",
+    yunet_model: _YunetModel = None,
+    eye_check: _EyeCheck = False,
+    equalize: _Equalize = True,
+    align: _Align = None,
+    tracking: Annotated[bool, typer.Option(help="track faces across video frames")] = True,
+    smoothing: Annotated[str, typer.Option(help="mean | ema | none (per track)")] = "mean",
+    chunk: Annotated[
+        float, typer.Option(help="split videos longer than this many seconds (0: never)")
+    ] = 300.0,
+    overlap: Annotated[float, typer.Option(help="seconds before each split to join tracks")] = 2.0,
+    threads: Annotated[int, typer.Option(help=_THREADS_HELP + ", per worker")] = 1,
+) -> None:
+    """Recognise emotions in many files in parallel (local pool or Ray) into Parquet; a
+    rerun skips files already done. Exit code 1 only if no file succeeded."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from ferkit.batch import recognizer_settings, run_batch
+
+    faces = _faces(detector, yunet_model, eye_check, equalize, align)
+    settings = recognizer_settings(model, backend=backend, tracking=tracking,
+                                   smoothing=smoothing, threads=threads, **faces)  # fmt: skip
+    report = run_batch(sources, out, settings, engine=engine, workers=workers, address=address,
+                       chunk_s=chunk or None, overlap_s=overlap, progress=True)  # fmt: skip
+    console = Console()
+    if report.failures or report.warnings:
+        table = Table(title="files that failed or were cut short")
+        table.add_column("file")
+        table.add_column("error")
+        for name, error in [*report.failures, *report.warnings]:
+            table.add_row(name, error)
+        console.print(table)
+    console.print(
+        f"{len(report.processed)} processed, {len(report.skipped)} done before, "
+        f"{len(report.failures)} failed; {report.frames} frames, {report.faces} faces in "
+        f"{report.seconds:.1f} s; outputs in {out}/"
+    )
+    if report.exit_code:
+        raise typer.Exit(report.exit_code)
+
+
 @app.command("demo")
 def demo(
     out: Annotated[Path, typer.Option(help="folder for the outputs")] = Path("runs/demo"),
