@@ -115,7 +115,7 @@ def _ray(tasks: Iterable[Task], workers: int, address: str | None) -> Iterator[T
         if address:
             ray.init(address=address, **quiet)
         else:  # workers import torch: give a busy machine time to register them
-            ray.init(num_cpus=workers, include_dashboard=False, **quiet,
+            ray.init(address="local", num_cpus=workers, include_dashboard=False, **quiet,
                      _system_config={"worker_register_timeout_seconds": 600})  # fmt: skip
     except Exception as error:  # Ray raises bare Exceptions for a cluster that did not start
         ray.shutdown()
