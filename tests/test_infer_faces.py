@@ -83,3 +83,47 @@ def test_face_sizes_limit_the_search_to_faces_of_that_size(name, astronaut):
     _single_face_near(detector.detect(astronaut, face_sizes=(60, 110)), ASTRONAUT_FACE)
     assert detector.detect(astronaut, face_sizes=(20, 35)) == []  # far smaller faces only
     assert detector.detect(astronaut, face_sizes=(200, 300)) == []  # far larger faces only
+
+
+@pytest.mark.parametrize("angle", [-30.0, 30.0])
+def test_a_rolled_face_the_detector_misses_is_found_in_a_turned_copy(astronaut, angle):
+    """Haar's frontal cascade misses the astronaut rolled 30°; searching the image turned
+    by ±30° as well finds her, with the box centred on her face in the rolled image."""
+    centre = (ASTRONAUT_FACE[0] + ASTRONAUT_FACE[2] / 2, ASTRONAUT_FACE[1] + ASTRONAUT_FACE[3] / 2)
+    turn = cv2.getRotationMatrix2D(centre, angle, 1.0)
+    rolled = cv2.warpAffine(astronaut, turn, (400, 400), borderMode=cv2.BORDER_REPLICATE)
+    assert create_detector("haar").detect(rolled) == []
+    found = create_detector("haar", rotations=(-30, 30)).detect(rolled)
+    assert len(found) == 1
+    x, y, w, h = found[0].box
+    assert np.hypot(x + w / 2 - centre[0], y + h / 2 - centre[1]) < 0.2 * w
+
+
+def test_faces_found_turned_come_back_with_their_landmarks_and_merge_with_upright_ones():
+    """A detector that finds one face in every pass (at the image centre, which turning
+    about the centre keeps in place) and another only in the copy turned by +20°: the
+    first counts once, the second comes back where it lies in the image, its landmarks
+    turned back exactly."""
+    from ferkit.infer.faces import Detection, TurnedSearch
+
+    image = np.zeros((200, 300, 3), np.uint8)
+    marks = ((210.0, 50.0), (230.0, 50.0), (220.0, 60.0), (212.0, 70.0), (228.0, 70.0))
+
+    class Fake:
+        name = "fake"
+        calls = 0
+
+        def detect(self, image, face_sizes=None):
+            Fake.calls += 1
+            centred = [Detection((130, 80, 40, 40), 0.9)]
+            turned = [Detection((200, 40, 40, 40), 0.8, marks)] if Fake.calls == 2 else []
+            return centred + turned
+
+    found = TurnedSearch(Fake(), (20.0, -20.0)).detect(image)
+    assert Fake.calls == 3 and len(found) == 2
+    assert found[0].box == (130, 80, 40, 40)
+    back = cv2.invertAffineTransform(cv2.getRotationMatrix2D((150, 100), 20.0, 1.0))
+    expected = np.column_stack([np.asarray(marks), np.ones(5)]) @ back.T
+    assert np.allclose(found[1].landmarks, expected)
+    cx, cy = back @ (220.0, 60.0, 1.0)
+    assert found[1].box == (round(cx - 20), round(cy - 20), 40, 40)
