@@ -52,7 +52,8 @@ class Recognizer:
         folder, checkpoint, ensemble, .onnx file, loaded model or `Classifier`; None: the
         best available) and on which backend ("auto", "torch" or "onnx").
     detector: "haar", "mtcnn", "yunet", "none" or a `FaceDetector`; `detector_options`
-        are passed to it (e.g. {"eye_check": True} or {"model_path": "yunet.onnx"}).
+        are passed to it (e.g. {"eye_check": True}, {"model_path": "yunet.onnx"}, or
+        {"rotations": (-20, 20)} to search turned copies for rolled heads too).
     smoothing: "mean" (default), "ema", "none" or a `SmoothingConfig` (videos and streams).
     tracking: True (defaults), False (detect every frame, no ids, no smoothing) or a
         `TrackingConfig` (detect_every, min_hits, max_missed, iou_threshold).
