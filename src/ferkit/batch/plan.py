@@ -6,7 +6,8 @@ relative to the listing's folder). A path that does not exist is not an error of
 becomes a `Missing` entry, listed in the failure table with the other files that failed.
 
 Each file is identified by the sha256 of its bytes (its partition key is `<stem>-<sha[:12]>`),
-so a moved or renamed file is still recognised as done, and a changed one is processed again.
+so a moved file is still recognised as done (a renamed one is processed again,
+under its new name), and a changed one is processed again.
 Hashing an archive takes time, so a hash recorded by an earlier run is reused while the
 file's size and modification time are unchanged.
 

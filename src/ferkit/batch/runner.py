@@ -86,6 +86,7 @@ def run_batch(
     by_path = {r.get("resolved"): r for r in done.values()}
 
     files: list[plan.SourceFile] = []
+    first_path: dict[str, str] = {}  # key → the first path with that name and content
     rows: dict[str, dict] = {}  # summary row per source, in order
     for item in plan.expand(sources):
         found = item if isinstance(item, plan.Missing) else plan.identify(item, by_path)
@@ -93,11 +94,12 @@ def run_batch(
             report.failures.append((found.path, found.error))
             rows[found.path] = {"source": found.path, "status": "failed", "error": found.error}
             continue
-        if any(f.key == found.key for f in files):
+        if found.key in first_path:
             rows[found.path] = {"source": found.path, "file": found.key, "status": "duplicate",
                                 "sha256": found.sha256,
-                                "error": f"same content as {_first(files, found.key)}"}  # fmt: skip
+                                "error": f"same content as {first_path[found.key]}"}  # fmt: skip
             continue
+        first_path[found.key] = found.path
         files.append(found)
         if store.is_done(out, done.get(found.key), found.sha256, settings_hash):
             report.skipped.append(found.path)
@@ -150,10 +152,6 @@ def run_batch(
             "interrupted": report.interrupted,
         })  # fmt: skip
     return report
-
-
-def _first(files: list[plan.SourceFile], key: str) -> str:
-    return next(f.path for f in files if f.key == key)
 
 
 def _finish(out: Path, file: plan.SourceFile, results: list, settings_hash: str,

@@ -1,0 +1,187 @@
+"""`ferkit batch` at archive scale: throughput of the engines, memory on a long video,
+rows written per second, resume.
+
+Generated 640×480 clips (the bundled astronaut head, 1–4 faces per clip drifting over a
+gradient background; mp4, so decoding counts) and one long video. Measured side by side
+in one run, on the same files and the same model:
+
+- frames/s of `ferkit batch` with the local pool (1 and 2 workers) and a local Ray cluster
+  (1 and 2 CPUs), against `ferkit predict` run file by file (one process per file, as a
+  shell loop would) — wall clock, including each engine's start-up;
+- peak RSS of the worker (its ru_maxrss, a fresh one per run) on the long video processed
+  whole (no split) against a `--seconds` clip: streaming keeps it flat;
+- rows/s of the Parquet writer alone (synthetic results);
+- resume: a second run over the finished folder (share of files skipped, its wall time).
+
+    python benchmarks/batch.py [--clips 20] [--seconds 10] [--fps 30] [--long-minutes 10]
+                               [--long-fps 30] [--model default]
+
+Prints a Markdown table and writes benchmarks/results/batch.json. Run it on a quiet machine
+for absolute numbers; on a shared one the ratios of one run are what to compare.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from _common import report
+from ferkit.batch import recognizer_settings, run_batch
+from ferkit.errors import ConfigError
+from ferkit.infer.demo import sample_image
+from ferkit.infer.sources import read_image
+
+SIZE = (640, 480)
+
+
+def make_clip(path: Path, seconds: float, fps: float, faces: int, seed: int) -> int:
+    """Write a clip with `faces` heads (each its own size, flip and drift); frames written."""
+    rng = np.random.default_rng(seed)
+    head = read_image(sample_image())[20:200, 90:270]
+    yy, xx = np.mgrid[0 : SIZE[1], 0 : SIZE[0]]
+    base = np.stack([(xx * 0.2 + 60), (yy * 0.25 + 70), (xx + yy) * 0.1 + 90], -1)
+    base = np.clip(base + rng.uniform(-30, 30, 3), 0, 255).astype(np.uint8)
+    heads = []
+    for k in range(faces):
+        side = int(rng.integers(110, 170))
+        image = cv2.resize(head, (side, side))
+        heads.append((image[:, ::-1] if k % 2 else image, side, rng.uniform(-1.5, 1.5, 2)))
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, SIZE)
+    frames = int(round(seconds * fps))
+    for i in range(frames):
+        frame = base.copy()
+        for k, (image, side, drift) in enumerate(heads):
+            cell = SIZE[0] // max(faces, 1)
+            x0 = k * cell + (cell - side) // 2
+            x = int(np.clip(x0 + drift[0] * (i % 60 - 30), 0, SIZE[0] - side))
+            y = int(np.clip(150 + drift[1] * (i % 60 - 30), 0, SIZE[1] - side))
+            frame[y : y + side, x : x + side] = image
+        writer.write(frame)
+    writer.release()
+    return frames
+
+
+def timed_batch(sources, out, settings, **options) -> dict:
+    start = time.perf_counter()
+    result = run_batch([str(s) for s in sources], out, settings, **options)
+    seconds = time.perf_counter() - start
+    assert not result.failures, result.failures
+    return {"seconds": seconds, "frames": result.frames, "rows": result.faces,
+            "peak_rss_mb": result.worker_peak_rss_mb, "skipped": len(result.skipped),
+            "processed": len(result.processed)}  # fmt: skip
+
+
+def predict_file_by_file(sources, out: Path, model: str) -> float:
+    start = time.perf_counter()
+    for i, source in enumerate(sources):
+        command = [sys.executable, "-m", "ferkit", "predict", str(source), "--out",
+                   str(out / str(i)), "--model", model, "--no-video"]  # fmt: skip
+        subprocess.run(command, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return time.perf_counter() - start
+
+
+def writer_rows_per_s(path: Path, rows: int = 200_000) -> float:
+    from ferkit.batch.store import RowWriter
+    from ferkit.infer.results import Face, FrameResult
+    from ferkit.labels import EMOTIONS
+
+    rng = np.random.default_rng(0)
+    faces = [Face.from_probs((10, 20, 60, 60), rng.dirichlet(np.ones(7)), EMOTIONS, k + 1)
+             for k in range(4)]  # fmt: skip
+    results = [FrameResult(i, i / 30, faces, source="clip.mp4") for i in range(rows // 4)]
+    start = time.perf_counter()
+    writer = RowWriter(path, EMOTIONS)
+    for result in results:
+        writer.add(result)
+    writer.close()
+    return rows / (time.perf_counter() - start)
+
+
+def cpu_flags() -> str:
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return "?"
+    flags = sorted({f for f in ("avx2", "avx512_bf16", "amx_bf16") if f" {f}" in text})
+    return " ".join(flags) or "none of avx2/avx512_bf16/amx_bf16"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--clips", type=int, default=20)
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--fps", type=float, default=30.0)
+    parser.add_argument("--long-minutes", type=float, default=10.0)
+    parser.add_argument("--long-fps", type=float, default=30.0)
+    parser.add_argument("--model", default="default")
+    parser.add_argument("--skip-ray", action="store_true")
+    args = parser.parse_args()
+    settings = recognizer_settings(args.model)
+    rows, extra = [], {"cpu_flags": cpu_flags(), "load_avg_at_start": os.getloadavg(),
+                       "args": vars(args)}  # fmt: skip
+    with tempfile.TemporaryDirectory(prefix="ferkit-bench-batch-") as tmp:
+        root = Path(tmp)
+        clips = [root / "clips" / f"clip{i:02d}.mp4" for i in range(args.clips)]
+        clips[0].parent.mkdir()
+        frames = sum(
+            make_clip(c, args.seconds, args.fps, 1 + i % 4, i) for i, c in enumerate(clips)
+        )
+
+        def row(name, seconds, **more):
+            rows.append({"run": name, "seconds": seconds, "frames/s": frames / seconds, **more})
+            print(rows[-1], flush=True)
+
+        engines = [("local", 1), ("local", 2)] + ([] if args.skip_ray else [("ray", 1), ("ray", 2)])
+        for engine, workers in engines:
+            out = root / f"{engine}{workers}"
+            try:
+                got = timed_batch(clips, out, settings, engine=engine, workers=workers)
+            except ConfigError as error:  # e.g. Ray's cluster did not start on a busy machine
+                extra.setdefault("errors", {})[f"{engine} {workers}"] = str(error)
+                print(f"{engine}, {workers} worker(s): {error}", flush=True)
+                continue
+            assert got["frames"] == frames
+            row(f"batch {engine}, {workers} worker(s)", got["seconds"], rows=got["rows"],
+                peak_rss_mb=got["peak_rss_mb"])  # fmt: skip
+            if (engine, workers) == ("local", 2):
+                again = timed_batch(clips, out, settings, engine=engine, workers=workers)
+                extra["resume"] = {"skipped_share": again["skipped"] / len(clips),
+                                   "processed": again["processed"],
+                                   "seconds": again["seconds"]}  # fmt: skip
+        seconds = predict_file_by_file(clips, root / "predict", args.model)
+        row("ferkit predict, file by file", seconds, rows="", peak_rss_mb="")
+
+        long = root / "long" / "long.mp4"
+        long.parent.mkdir()
+        long_frames = make_clip(long, args.long_minutes * 60, args.long_fps, 2, 99)
+        memory = {}
+        for name, source in (("short", clips[1]), ("long", long)):
+            got = timed_batch([source], root / f"mem-{name}", settings, workers=1, chunk_s=None)
+            memory[name] = got
+        extra["memory"] = {
+            "short_frames": memory["short"]["frames"], "long_frames": long_frames,
+            "short_peak_rss_mb": memory["short"]["peak_rss_mb"],
+            "long_peak_rss_mb": memory["long"]["peak_rss_mb"],
+            "ratio": memory["long"]["peak_rss_mb"] / memory["short"]["peak_rss_mb"],
+            "long_frames_per_s": long_frames / memory["long"]["seconds"],
+        }  # fmt: skip
+        extra["writer_rows_per_s"] = writer_rows_per_s(root / "rows.parquet")
+    by = {r["run"]: r["frames/s"] for r in rows}
+    one = by["batch local, 1 worker(s)"]
+    for r in rows:
+        r["vs local 1 worker"] = r["frames/s"] / one
+    extra["load_avg_at_end"] = os.getloadavg()
+    print(extra)
+    report("batch", rows, **extra)
+
+
+if __name__ == "__main__":
+    main()
