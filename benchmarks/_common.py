@@ -13,6 +13,10 @@ RESULTS = Path(__file__).resolve().parent / "results"
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from ferkit.data.sources import locate_fer2013  # noqa: E402
+from ferkit.paths import DEFAULT_STORE  # noqa: E402
+
+# The store `ferkit data prepare` writes in the repository (benchmarks run from any folder).
+REPO_STORE = Path(__file__).resolve().parents[1] / DEFAULT_STORE
 from ferkit.hardware import cpu_summary  # noqa: E402
 
 

@@ -21,14 +21,13 @@ from pathlib import Path
 
 import torch
 
-from _common import best_of, fer2013_or_exit, report
+from _common import REPO_STORE, best_of, fer2013_or_exit, report
 from ferkit.data import open_store, prepare
 from ferkit.evaluate import evaluate
 from ferkit.evaluate.tta import predict_tta, tta_views, view_count
 from ferkit.infer.loading import open_classifier
 from ferkit.models import create_model, save_checkpoint
 
-REPO_STORE = Path(__file__).resolve().parents[1] / "data" / "fer2013.h5"
 MODES = ("none", "flip", "tencrop")  # flip+tencrop costs 12/10 of tencrop
 ROUNDS = 2
 

@@ -35,7 +35,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import numpy as np
 import torch
 
-from _common import fer2013_or_exit, report
+from _common import REPO_STORE, fer2013_or_exit, report
 from ferkit.data import open_store, prepare
 from ferkit.export import export_onnx
 from ferkit.infer.backends import OnnxClassifier, TorchClassifier
@@ -44,8 +44,6 @@ from ferkit.models.checkpoint import shipped_models
 from peers.fer_env import ensure_env
 from peers.fer_peer import crops_per_second
 
-ROOT = Path(__file__).resolve().parents[1]
-REPO_STORE = ROOT / "data" / "fer2013.h5"
 PEER = Path(__file__).resolve().parent / "peers" / "fer_peer.py"
 ZOO_DEFAULT = ["zoo:seed_cnn", "zoo:mini_xception", "zoo:resnet18"]
 

@@ -30,7 +30,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from _common import report
+from _common import REPO_STORE, report
 from ferkit.config import AugmentConfig
 from ferkit.data.augment import Augmenter
 from ferkit.data.loader import BatchIterator, load_split
@@ -38,7 +38,6 @@ from ferkit.data.store import write_store
 from ferkit.models.registry import create_model
 from ferkit.train.trainer import bf16_is_native_on_cpu
 
-STORE = Path(__file__).resolve().parents[1] / "data" / "fer2013.h5"
 AUGMENT = AugmentConfig(crop_padding=4, hflip=0.5, rotate=10.0, zoom=0.1, affine_p=0.5)
 
 
@@ -152,7 +151,7 @@ def main() -> None:
 
     devices = [torch.device("cpu")] + ([torch.device("cuda")] if torch.cuda.is_available() else [])
     with tempfile.TemporaryDirectory() as tmp:
-        store = STORE if STORE.exists() else synthetic_store(Path(tmp))
+        store = REPO_STORE if REPO_STORE.exists() else synthetic_store(Path(tmp))
         rows, results = [], []
         for device in devices:
             start = time.perf_counter()

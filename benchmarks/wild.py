@@ -37,7 +37,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from _common import report
+from _common import REPO_STORE, report
 from ferkit.data.store import open_store
 from ferkit.infer.align import face_crop, frame_transform, warp_face
 from ferkit.infer.recognizer import Recognizer, set_threads
@@ -308,7 +308,7 @@ def main() -> None:
     parser.add_argument("--clips", type=int, default=16)
     parser.add_argument("--frames", type=int, default=90, help="frames of the speed clips")
     parser.add_argument("--model", default="default")
-    parser.add_argument("--store", type=Path, default=Path("data/fer2013.h5"))
+    parser.add_argument("--store", type=Path, default=REPO_STORE)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     set_threads(1)
