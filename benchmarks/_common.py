@@ -12,7 +12,7 @@ from pathlib import Path
 RESULTS = Path(__file__).resolve().parent / "results"
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from ferkit.data.sources import locate_fer2013  # noqa: E402
+from ferkit.data.readers import locate_fer2013  # noqa: E402
 from ferkit.paths import DEFAULT_STORE  # noqa: E402
 
 # The store `ferkit data prepare` writes in the repository (benchmarks run from any folder).

@@ -37,7 +37,7 @@ from _common import report
 from ferkit.batch import recognizer_settings, run_batch
 from ferkit.errors import ConfigError
 from ferkit.infer.demo import sample_image
-from ferkit.infer.sources import read_image
+from ferkit.infer.frames import read_image
 
 SIZE = (640, 480)
 

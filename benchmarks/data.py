@@ -23,7 +23,7 @@ import numpy as np
 from _common import best_of, fer2013_or_exit, report
 from ferkit.data import open_store, prepare
 from ferkit.data.ferplus import locate_ferplus
-from ferkit.data.sources import iter_csv
+from ferkit.data.readers import iter_csv
 
 
 def prepare_seconds(archive: Path, out: Path, votes: Path | None) -> tuple[float, float | None]:

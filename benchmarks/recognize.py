@@ -39,10 +39,10 @@ import numpy as np
 
 from _common import camera_like
 from ferkit.infer.demo import sample_image
+from ferkit.infer.frames import read_image
 from ferkit.infer.loading import choose_model
 from ferkit.infer.recognizer import Recognizer, set_threads
 from ferkit.infer.smoothing import SmoothingConfig, flicker
-from ferkit.infer.sources import read_image
 from ferkit.infer.tracking import TrackingConfig, iou_matrix
 from ferkit.paths import DEFAULT_STORE
 
@@ -172,7 +172,7 @@ def flicker_study(classifier, store_path: Path, faces=60, frames=60) -> list[dic
     """Label changes per second of still FER-2013 test faces under camera jitter, without
     and with smoothing (a still face should keep its label), and per-frame accuracy."""
     from ferkit.data.store import open_store
-    from ferkit.infer.sources import Frame, Source
+    from ferkit.infer.frames import Frame, Source
 
     if not store_path.is_file():
         return f"skipped: no FER-2013 store at {store_path} (ferkit data prepare)"

@@ -262,7 +262,7 @@ def speed_and_false(model, frames: int, seed: int) -> list[dict]:
     """One upright face that every detector finds (the bundled portrait's head, as in
     benchmarks/recognize.py) drifting through a scene; and the clip without faces."""
     from ferkit.infer.demo import sample_image
-    from ferkit.infer.sources import read_image
+    from ferkit.infer.frames import read_image
     from recognize import HEAD, make_objects_video
 
     x, y, w, h = HEAD

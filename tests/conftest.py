@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from ferkit.data.ferplus import locate_ferplus
-from ferkit.data.sources import locate_fer2013
+from ferkit.data.readers import locate_fer2013
 
 # `amp: auto` picks bf16 only on CPUs with native bf16 (AMX, AVX-512 BF16), and bf16 changes
 # a tiny model's numbers: the suite runs as on a CPU without it, everywhere (inherited by the

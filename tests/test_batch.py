@@ -29,7 +29,7 @@ import pyarrow.parquet as pq  # noqa: E402
 
 from ferkit.batch import recognizer_settings, run_batch  # noqa: E402
 from ferkit.infer.demo import sample_image  # noqa: E402
-from ferkit.infer.sources import read_image  # noqa: E402
+from ferkit.infer.frames import read_image  # noqa: E402
 from ferkit.labels import EMOTIONS  # noqa: E402
 from ferkit.models.checkpoint import save_checkpoint  # noqa: E402
 from ferkit.models.registry import create_model  # noqa: E402

@@ -15,7 +15,7 @@ import torch
 from typer.testing import CliRunner
 
 from ferkit.cli import app
-from ferkit.infer.sources import load_source
+from ferkit.infer.frames import load_source
 from ferkit.models.checkpoint import save_checkpoint
 from ferkit.models.registry import create_model
 from ferkit.preprocess import Preprocessing

@@ -20,7 +20,7 @@ def test_bracketed_help_text_is_shown_as_written():
 
 
 def test_evaluate_out_help_names_both_default_folders(tmp_path):
-    from ferkit.evaluate.runner import output_folder
+    from ferkit.evaluate.workflow import output_folder
 
     shown = _help("evaluate")
     assert "[default: a given run's folder, else runs/evaluate/MODEL]" in shown

@@ -9,7 +9,7 @@ import pytest
 
 from ferkit.data import open_store, prepare
 from ferkit.data.clean import decode
-from ferkit.data.sources import SourceReader
+from ferkit.data.readers import SourceReader
 
 pytestmark = pytest.mark.integration
 

@@ -73,7 +73,7 @@ def test_images_without_a_detected_face_are_classified_whole_and_listed(folder):
 def test_folder_crops_are_the_recognizers_crops(folder):
     """evaluate --folder and predict cut the same pixels: same detector, alignment and
     equalisation, because the folder is read through the Recognizer itself."""
-    from ferkit.infer.sources import read_image
+    from ferkit.infer.frames import read_image
 
     rec = pipeline("none")
     data = load_labelled_folder(folder, EMOTIONS, rec)

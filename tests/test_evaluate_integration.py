@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from ferkit.data.clean import decode
-from ferkit.data.sources import SourceReader
+from ferkit.data.readers import SourceReader
 from ferkit.data.store import open_store, write_store
 from ferkit.evaluate import evaluate
 from ferkit.labels import EMOTIONS

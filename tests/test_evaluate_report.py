@@ -25,7 +25,7 @@ from ferkit.files import sha256_file
 from ferkit.labels import EMOTIONS
 from ferkit.models.checkpoint import load_checkpoint, save_checkpoint
 from ferkit.models.registry import create_model
-from ferkit.train.report import EpochStats, write_metrics
+from ferkit.train.monitor import EpochStats, write_metrics
 
 from conftest import synthetic_faces
 

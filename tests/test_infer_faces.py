@@ -9,8 +9,8 @@ import pytest
 from ferkit.errors import ConfigError, ModelError
 from ferkit.infer.demo import sample_image
 from ferkit.infer.faces import create_detector, downscale
+from ferkit.infer.frames import read_image
 from ferkit.infer.mtcnn import nms
-from ferkit.infer.sources import read_image
 from ferkit.infer.tracking import iou_matrix
 
 # Eileen Collins' face in the bundled 400×400 portrait, measured by hand: (x, y, w, h).

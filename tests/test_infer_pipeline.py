@@ -12,9 +12,9 @@ import torch
 from ferkit.errors import ModelError
 from ferkit.infer.demo import sample_image
 from ferkit.infer.faces import Detection
+from ferkit.infer.frames import read_image
 from ferkit.infer.recognizer import Recognizer
 from ferkit.infer.results import Face, FrameResult
-from ferkit.infer.sources import read_image
 from ferkit.infer.writers import record
 from ferkit.labels import EMOTIONS
 from ferkit.models.checkpoint import Checkpoint, save_checkpoint

@@ -31,7 +31,7 @@ from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 
 from ferkit.infer.demo import sample_image  # noqa: E402
-from ferkit.infer.sources import read_image  # noqa: E402
+from ferkit.infer.frames import read_image  # noqa: E402
 from ferkit.labels import EMOTIONS  # noqa: E402
 from ferkit.serve.app import create_app  # noqa: E402
 from test_serve_api import tiny_model  # noqa: E402

@@ -118,7 +118,7 @@ def test_studies_run_writes_the_table_and_the_plot_and_reuses_finished_studies(s
 
 
 def test_without_local_weights_the_transfer_study_says_it_trained_from_scratch(tmp_path):
-    from ferkit.studies.runner import _weights_note, base_config
+    from ferkit.studies.reproduce import _weights_note, base_config
 
     study = load_presets()["vgg16_transfer"]
     kwargs = dict(data=Path("x.h5"), run_dir=tmp_path, budget=0.1, subset=0, overrides=[])
@@ -130,7 +130,7 @@ def test_without_local_weights_the_transfer_study_says_it_trained_from_scratch(t
 
 
 def test_below_one_epoch_the_budget_becomes_a_training_subset(store):
-    from ferkit.studies.runner import scaled_run
+    from ferkit.studies.reproduce import scaled_run
 
     assert scaled_run(10, 0.5, store) == (5, 0)
     assert scaled_run(10, 0.05, store) == (1, 21)  # half an epoch: half of the 42 images

@@ -278,7 +278,7 @@ def test_val_tta_flip_scores_epochs_like_evaluate_with_flip(store, tmp_path):
 
 def test_metrics_record_the_cpu_flags_of_every_epoch(store, tmp_path):
     from ferkit.hardware import cpu_flags
-    from ferkit.train.report import read_metrics
+    from ferkit.train.monitor import read_metrics
 
     result = train(config(store, tmp_path / "run", epochs=1, **{"data.subset": 28}))
     rows = read_metrics(result.run_dir / "metrics.csv")

@@ -20,10 +20,10 @@ from pathlib import Path
 import pytest
 
 from ferkit.data import prepare
-from ferkit.data import sources as data_sources
+from ferkit.data import readers as data_readers
 from ferkit.errors import DataError, ImageTooLarge, OutputError
 from ferkit.files import Interrupted, atomic_path
-from ferkit.infer.sources import load_source, read_image
+from ferkit.infer.frames import load_source, read_image
 from test_data_prepare import csv_rows, kaggle_files, write_csv, write_folder
 
 
@@ -88,7 +88,7 @@ def test_prepare_drops_a_bomb_with_its_reason_or_fails_naming_it(tmp_path):
 
 @pytest.mark.parametrize("kind", ["zip", "tar"])
 def test_archive_member_over_the_size_cap_is_refused_in_bounded_memory(tmp_path, monkeypatch, kind):
-    monkeypatch.setattr(data_sources, "MAX_MEMBER_BYTES", 2**20)
+    monkeypatch.setattr(data_readers, "MAX_MEMBER_BYTES", 2**20)
     big = b"\0" * (8 * 2**20)  # compresses to a few kB: a small zip bomb
     archive = tmp_path / f"bomb.{kind}"
     if kind == "zip":
@@ -112,9 +112,9 @@ def test_archive_member_over_the_size_cap_is_refused_in_bounded_memory(tmp_path,
 
 
 def test_a_member_longer_than_it_declared_is_still_capped(monkeypatch):
-    monkeypatch.setattr(data_sources, "MAX_MEMBER_BYTES", 1000)
+    monkeypatch.setattr(data_readers, "MAX_MEMBER_BYTES", 1000)
     with pytest.raises(DataError, match="x.png: 1,001 bytes, over the 1,000-byte limit"):
-        data_sources.read_capped(io.BytesIO(b"1" * 5000), "x.png", declared=10)
+        data_readers.read_capped(io.BytesIO(b"1" * 5000), "x.png", declared=10)
 
 
 @pytest.mark.parametrize(
@@ -147,7 +147,7 @@ def test_a_folder_of_only_bad_images_is_a_one_line_error(tmp_path):
 def test_unwritable_output_fails_before_reading(tmp_path, monkeypatch):
     blocker = tmp_path / "file"
     blocker.write_text("not a folder")
-    monkeypatch.setattr(data_sources.SourceReader, "items", lambda *a, **k: pytest.fail("read"))
+    monkeypatch.setattr(data_readers.SourceReader, "items", lambda *a, **k: pytest.fail("read"))
     with pytest.raises(OutputError, match=r"cannot write .*file/s.h5"):
         prepare(write_csv(tmp_path / "rows.csv", csv_rows()), blocker / "s.h5")
 

@@ -47,7 +47,7 @@ def private_test(fer2013_archive):
     """All 3,589 PrivateTest faces, decoded from the archive itself (not from a store),
     with their FER-2013 labels and archive paths."""
     from ferkit.data.clean import decode
-    from ferkit.data.sources import SourceReader
+    from ferkit.data.readers import SourceReader
 
     faces, labels, paths = [], [], []
     for item in SourceReader(fer2013_archive).items():

@@ -1,7 +1,7 @@
 """Ship a trained model: package weights (safetensors) plus a model card of measured results.
 
 The card is what a user reads before trusting a shipped model, so every number in it is
-measured by `ferkit evaluate`'s own code (`ferkit.evaluate.runner.measure`: test-time
+measured by `ferkit evaluate`'s own code (`ferkit.evaluate.workflow.measure`: test-time
 augmentation, temperature fitted on val, metrics) under FER-2013's protocol: the TTA mode
 and the temperature are chosen on PublicTest (val), PrivateTest (test) is reported for every
 mode and never used to choose anything. Both choices are stored with the weights (through
@@ -67,7 +67,7 @@ def torch_threads(count: int):
 def _trained_on(checkpoint: Path, metrics: dict | None) -> list[str]:
     """The CPU flags (or GPUs) the run's epochs ran on, from its metrics.csv where it lies
     beside the checkpoint, else from the checkpoint's last epoch; [] where not recorded."""
-    from ferkit.train.report import read_metrics
+    from ferkit.train.monitor import read_metrics
 
     table = checkpoint.parent / METRICS_CSV
     if table.is_file():
@@ -90,7 +90,7 @@ def _splits(data: str | Path, label_set: str, class_names, source):
     loader as `ferkit evaluate`, and the store's provenance for the card; the model's
     classes must be the labels' classes."""
     from ferkit.data.store import open_store
-    from ferkit.evaluate.runner import load_store_data
+    from ferkit.evaluate.workflow import load_store_data
 
     test = load_store_data(data, "test", label_set)
     if tuple(test.class_names) != tuple(class_names):
@@ -144,7 +144,7 @@ def ship_model(
     import torch
 
     from ferkit.evaluate.labelsets import model_label_set
-    from ferkit.evaluate.runner import measure
+    from ferkit.evaluate.workflow import measure
     from ferkit.infer.backends import TorchClassifier
     from ferkit.models.checkpoint import load_checkpoint, resolve_checkpoint, weights_dir
 
@@ -236,7 +236,7 @@ def ship_ensemble(
     of the whole.
     """
     from ferkit.evaluate.labelsets import model_label_set
-    from ferkit.evaluate.runner import measure
+    from ferkit.evaluate.workflow import measure
     from ferkit.infer.backends import EnsembleClassifier
     from ferkit.infer.loading import open_classifier
     from ferkit.models.checkpoint import (

@@ -7,10 +7,10 @@ resumable, Parquet out (`ferkit batch`). Needs pyarrow (extra `batch`), and Ray 
     task.py      run_task: one file or range → one Parquet part (streamed), never raises
     engines.py   the same run_task in a local process pool or on Ray
     store.py     the output folder: rows, _done records, joined ranges, summary tables
-    runner.py    run_batch: the driver, progress bar, manifest
+    driver.py    run_batch: the driver, progress bar, manifest
 """
 
-from ferkit.batch.runner import BatchReport, run_batch
+from ferkit.batch.driver import BatchReport, run_batch
 from ferkit.batch.settings import recognizer_settings
 
 __all__ = ["BatchReport", "recognizer_settings", "run_batch"]

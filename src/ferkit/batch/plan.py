@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ferkit.files import sha256_file
-from ferkit.infer.sources import IMAGE_SUFFIXES, VIDEO_SUFFIXES
+from ferkit.infer.frames import IMAGE_SUFFIXES, VIDEO_SUFFIXES
 
 LISTING_SUFFIXES = {".txt", ".lst"}
 MEDIA_SUFFIXES = IMAGE_SUFFIXES | VIDEO_SUFFIXES

@@ -118,7 +118,7 @@ def run_task(task: Task) -> TaskResult:
 
 def _run(task: Task, result: TaskResult) -> None:
     from ferkit.files import atomic_path
-    from ferkit.infer.sources import load_source
+    from ferkit.infer.frames import load_source
 
     recognizer = recognizer_for(task.settings["recognizer"])
     names = tuple(recognizer.class_names)
@@ -159,7 +159,7 @@ def range_source(path: str, first: int, stop: int | None):
     `load_source` indexes and times the whole file (so rows match `ferkit predict`)."""
     import cv2
 
-    from ferkit.infer.sources import DEFAULT_FPS, Frame, Source
+    from ferkit.infer.frames import DEFAULT_FPS, Frame, Source
 
     capture = cv2.VideoCapture(path)
     if not capture.isOpened():

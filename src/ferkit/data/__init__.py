@@ -6,7 +6,7 @@ open_store(path)       arrays per split, class counts, normalisation statistics
 
 from ferkit.data.clean import CleanOptions
 from ferkit.data.prepare import PrepareResult, prepare
-from ferkit.data.sources import locate_fer2013
+from ferkit.data.readers import locate_fer2013
 from ferkit.data.store import SPLITS, Store, open_store, split_index, write_store
 from ferkit.data.summary import inspect_table
 

@@ -24,7 +24,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from ferkit.data.sources import RawItem
+from ferkit.data.readers import RawItem
 from ferkit.errors import DataError, ImageTooLarge, SourceError
 from ferkit.images import decode_image
 from ferkit.preprocess import FER_SIZE, resize_gray, to_gray

@@ -19,7 +19,7 @@ import numpy as np
 
 from ferkit.data.clean import Cleaner, CleanOptions
 from ferkit.data.ferplus import join_votes, read_votes
-from ferkit.data.sources import SourceReader
+from ferkit.data.readers import SourceReader
 from ferkit.data.store import SPLITS, write_store
 from ferkit.errors import DataError
 from ferkit.files import atomic_path, check_writable

@@ -129,9 +129,9 @@ def explain_images(
     (`detector` None: the images are faces); images without a face are explained whole.
     """
     from ferkit.evaluate.plots import plot_gradcam
+    from ferkit.infer.frames import read_image
     from ferkit.infer.loading import open_classifier
     from ferkit.infer.recognizer import Recognizer
-    from ferkit.infer.sources import read_image
 
     classifier = open_classifier(model, backend="torch")
     model = getattr(classifier, "model", None)

@@ -114,7 +114,7 @@ def load_labelled_folder(
     """Read, detect and crop every image under the class folders of `root` with the
     `recognizer`'s own `detect` and `crop` (a `ferkit.infer.recognizer.Recognizer`; its
     detector "none" uses each whole image as the face, for images that are face crops)."""
-    from ferkit.infer.sources import read_image
+    from ferkit.infer.frames import read_image
 
     root = Path(root)
     mapping = map_class_folders(root, class_names, class_map)

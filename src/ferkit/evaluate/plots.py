@@ -1,6 +1,6 @@
 """Figures: class distribution and sample grids of a store; confusion matrices, reliability
 diagrams, face grids, Grad-CAM overlays and model comparisons of an evaluation (training
-curves are drawn by `ferkit.train.report`). matplotlib is imported inside each function
+curves are drawn by `ferkit.train.monitor`). matplotlib is imported inside each function
 with the non-interactive Agg backend, so importing this module costs nothing and needs no
 display."""
 

@@ -31,7 +31,7 @@ def make_clip(path: Path, seconds: float = 4.0, fps: float = 15.0, size=(640, 48
     """Write a clip of the portrait slowly panning and zooming (the face moves and scales)."""
     import cv2
 
-    from ferkit.infer.sources import read_image
+    from ferkit.infer.frames import read_image
 
     portrait = read_image(sample_image())
     width, height = size

@@ -30,10 +30,10 @@ import numpy as np
 from ferkit.infer.align import face_crop
 from ferkit.infer.backends import Classifier
 from ferkit.infer.faces import Detection, FaceDetector, create_detector
+from ferkit.infer.frames import Frame, Source, load_source, read_image
 from ferkit.infer.loading import open_classifier
 from ferkit.infer.results import Face, FrameResult
 from ferkit.infer.smoothing import SmoothingConfig, TrackSmoother
-from ferkit.infer.sources import Frame, Source, load_source, read_image
 from ferkit.infer.tracking import IoUTracker, TrackingConfig, iou_matrix
 
 _STILLS_PER_BATCH = 32  # images of a folder detected, then classified together

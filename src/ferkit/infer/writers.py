@@ -29,8 +29,8 @@ import numpy as np
 
 from ferkit.errors import ConfigError
 from ferkit.files import atomic_path, atomic_text, save_figure
+from ferkit.infer.frames import Source, load_source
 from ferkit.infer.results import FrameResult, RunSummary, draw_faces
-from ferkit.infer.sources import Source, load_source
 
 log = logging.getLogger(__name__)
 

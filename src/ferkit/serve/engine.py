@@ -23,11 +23,11 @@ import numpy as np
 import torch
 from starlette.concurrency import run_in_threadpool
 
+from ferkit.infer.frames import Frame
 from ferkit.infer.loading import ModelChoice, backend_name, choose_model
 from ferkit.infer.recognizer import Recognizer
 from ferkit.infer.results import COLORS, Face, FrameResult
 from ferkit.infer.smoothing import TrackSmoother
-from ferkit.infer.sources import Frame
 from ferkit.infer.tracking import IoUTracker
 from ferkit.serve.limits import Limits, MemoryBudget, Rejected, decode, measure
 

@@ -39,7 +39,7 @@ from ferkit.paths import BEST, CONFIG_YAML, CURVES_PNG, LAST, METRICS_CSV
 from ferkit.train import distributed as D
 from ferkit.train.distill import distilled_targets
 from ferkit.train.ema import ModelEma
-from ferkit.train.report import EpochStats, ProgressBar, TensorBoardLog, plot_curves, write_metrics
+from ferkit.train.monitor import EpochStats, ProgressBar, TensorBoardLog, plot_curves, write_metrics
 from ferkit.train.schedule import EarlyStopping, LRSchedule, build_optimizer
 
 logger = logging.getLogger(__name__)

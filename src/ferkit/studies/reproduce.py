@@ -305,7 +305,7 @@ def run_studies(
     overrides: `key=value` settings applied to every training config (e.g. threads=1).
     weights: {"vgg16": path, "resnet50": path}, local ImageNet files.
     """
-    from ferkit.studies.report import write_report
+    from ferkit.studies.table import write_report
 
     studies = load_presets(presets)
     chosen = select(studies, names)

@@ -31,7 +31,7 @@ def mistakes(labels: np.ndarray, probs: np.ndarray, limit: int) -> np.ndarray:
 
 def _curves(members, out: Path) -> dict[str, Path]:
     """Each run's curves.png, drawn from its metrics.csv where the trainer has not yet."""
-    from ferkit.train.report import plot_curves, read_metrics
+    from ferkit.train.monitor import plot_curves, read_metrics
 
     found = {}
     for member in members:

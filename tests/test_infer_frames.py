@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from ferkit.errors import SourceError
-from ferkit.infer.sources import load_source
+from ferkit.infer.frames import load_source
 
 
 def _write_video(path, frames=12, size=(160, 120), fps=10.0):

@@ -374,7 +374,7 @@ def evaluate(
     (FER+ majority, the FER+ test protocol); a model is scored on the classes it shares
     with the labels, and the report says so.
     """
-    from ferkit.evaluate.report import write_figures, write_report
+    from ferkit.evaluate.report_files import write_figures, write_report
 
     check_mode(tta)
     if folder is not None and labels != "fer2013":
