@@ -13,6 +13,7 @@ from ferkit.cli.options import (
     Detector,
     Equalize,
     EyeCheck,
+    TurnedSearch,
     YunetModel,
     face_options,
 )
@@ -45,6 +46,7 @@ def evaluate_cmd(
     eye_check: EyeCheck = False,
     equalize: Equalize = True,
     align: Align = None,
+    turned_search: TurnedSearch = None,
     class_map: Annotated[
         list[str] | None, typer.Option(help="--folder: rename a class folder old=new")
     ] = None,
@@ -66,7 +68,8 @@ def evaluate_cmd(
     """Accuracy, per-class P/R/F1, confusion, calibration, TTA and ensembles → report folder.
 
     --folder images go through the pipeline of `ferkit predict`, with the same face
-    options (detector, --yunet-model, --eye-check, --equalize, --align) and defaults.
+    options (detector, --yunet-model, --eye-check, --turned-search, --equalize, --align)
+    and defaults.
     """
     from rich.console import Console
     from rich.table import Table
@@ -74,7 +77,8 @@ def evaluate_cmd(
     from ferkit.evaluate import evaluate
     from ferkit.labels import parse_class_map
 
-    faces = face_options(detector if detect else "none", yunet_model, eye_check, equalize, align)
+    faces = face_options(detector if detect else "none", yunet_model, eye_check, equalize, align,
+                         turned_search)  # fmt: skip
     result = evaluate(
         models, data=data, split=split, labels=labels, folder=folder,
         class_map=parse_class_map(class_map or []),
@@ -131,12 +135,14 @@ def explain_cmd(
     eye_check: EyeCheck = False,
     equalize: Equalize = True,
     align: Align = None,
+    turned_search: TurnedSearch = None,
     layer: Annotated[str | None, typer.Option(help="layer to explain (default: last)")] = None,
 ) -> None:
     """Grad-CAM heatmaps: which face regions drive the predicted (or a chosen) emotion."""
     from ferkit.evaluate import explain_images
 
-    faces = face_options(detector if detect else "none", yunet_model, eye_check, equalize, align)
+    faces = face_options(detector if detect else "none", yunet_model, eye_check, equalize, align,
+                         turned_search)  # fmt: skip
     written = explain_images(model, images, out, emotion=emotion, layer=layer, **faces)
     typer.echo("\n".join(f"wrote {path}" for path in written))
 

@@ -11,7 +11,7 @@ import typer
 
 THREADS_HELP = "CPU threads for torch and OpenCV (1 is fastest for per-frame work)"
 
-# The face options of every command that cuts faces out of images (predict, evaluate
+# The face options of every command that cuts faces out of images (predict, batch, evaluate
 # --folder, explain, serve): one set of flags, turned into Recognizer options by face_options().
 Detector = Annotated[str, typer.Option(help="haar | mtcnn | yunet | none")]
 
@@ -32,13 +32,47 @@ Align = Annotated[
 ]
 
 
+TurnedSearch = Annotated[
+    str | None,
+    typer.Option(
+        metavar="DEG[,DEG...]",
+        help="also detect on the frame turned by these angles, e.g. -20,20: finds heads "
+        "rolled further than the detector does, one detection pass per angle more",
+    ),
+]
+
+
+def turned_search_angles(text: str) -> tuple[float, ...]:
+    """The angles of `--turned-search` ("-20,20" → (-20.0, 20.0)); a one-line error for
+    anything but a comma-separated list of non-zero angles within ±90°."""
+    from ferkit.errors import ConfigError
+
+    angles = []
+    for part in text.split(","):
+        try:
+            angle = float(part)
+        except ValueError:
+            angle = float("nan")
+        if not -90 <= angle <= 90 or angle == 0:
+            raise ConfigError(
+                f"--turned-search takes angles in degrees within ±90 (not 0), comma-separated, "
+                f"e.g. -20,20; got {text!r}"
+            )
+        angles.append(angle)
+    return tuple(dict.fromkeys(angles))
+
+
 def face_options(detector: str, yunet_model: Path | None, eye_check: bool, equalize: bool,
-           align: str | None) -> dict:  # fmt: skip
-    """The Recognizer's face options (detector and its options, equalisation, alignment)
-    from the shared flags, so every command crops faces the same way."""
+           align: str | None, turned_search: str | None = None) -> dict:  # fmt: skip
+    """The Recognizer's face options (detector and its options, turned search,
+    equalisation, alignment) from the shared flags, so every command crops faces the same way."""
     from ferkit.errors import ConfigError
 
     options: dict = {}
+    if turned_search is not None:
+        if detector == "none":
+            raise ConfigError("--turned-search needs a detector (not --detector none, --no-detect)")
+        options["rotations"] = turned_search_angles(turned_search)
     if detector == "yunet":
         options["model_path"] = yunet_model
     elif yunet_model is not None:

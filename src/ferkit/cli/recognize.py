@@ -14,6 +14,7 @@ from ferkit.cli.options import (
     Detector,
     Equalize,
     EyeCheck,
+    TurnedSearch,
     YunetModel,
     face_options,
 )
@@ -38,6 +39,7 @@ def predict(
     eye_check: EyeCheck = False,
     equalize: Equalize = True,
     align: Align = None,
+    turned_search: TurnedSearch = None,
     device: Annotated[str, typer.Option(help="cpu, cuda, cuda:1, ...")] = "cpu",
     tracking: Annotated[bool, typer.Option(help="track faces across video frames")] = True,
     detect_every: Annotated[
@@ -91,7 +93,7 @@ def predict(
         smoothing=SmoothingConfig(smoothing, **given(window=window, alpha=alpha)),
         tracking=TrackingConfig(**track) if tracking else False,
         backend=backend,
-        **face_options(detector, yunet_model, eye_check, equalize, align),
+        **face_options(detector, yunet_model, eye_check, equalize, align, turned_search),
     )
     summary = record(
         recognizer, source, out, camera=camera, video=video, gif=gif, show=show,
@@ -124,6 +126,7 @@ def batch(
     eye_check: EyeCheck = False,
     equalize: Equalize = True,
     align: Align = None,
+    turned_search: TurnedSearch = None,
     tracking: Annotated[bool, typer.Option(help="track faces across video frames")] = True,
     smoothing: Annotated[str, typer.Option(help="mean | ema | none (per track)")] = "mean",
     chunk: Annotated[
@@ -139,7 +142,7 @@ def batch(
 
     from ferkit.batch import recognizer_settings, run_batch
 
-    faces = face_options(detector, yunet_model, eye_check, equalize, align)
+    faces = face_options(detector, yunet_model, eye_check, equalize, align, turned_search)
     settings = recognizer_settings(model, backend=backend, tracking=tracking,
                                    smoothing=smoothing, threads=threads, **faces)  # fmt: skip
     report = run_batch(sources, out, settings, engine=engine, workers=workers, address=address,

@@ -13,6 +13,7 @@ from ferkit.cli.options import (
     Detector,
     Equalize,
     EyeCheck,
+    TurnedSearch,
     YunetModel,
     face_options,
 )
@@ -33,6 +34,7 @@ def serve_cmd(
     eye_check: EyeCheck = False,
     equalize: Equalize = True,
     align: Align = None,
+    turned_search: TurnedSearch = None,
     device: Annotated[str, typer.Option(help="cpu, cuda, cuda:1, ...")] = "cpu",
     cors: Annotated[
         list[str] | None, typer.Option(help="allow this web origin to call the API (repeatable)")
@@ -50,7 +52,7 @@ def serve_cmd(
 
     set_threads(threads)
     console = Console()
-    faces = face_options(detector, yunet_model, eye_check, equalize, align)
+    faces = face_options(detector, yunet_model, eye_check, equalize, align, turned_search)
     served = create_app(model, cors_origins=cors or (), device=device, **faces)
     choice = served.state.engine.choice
     console.print(f"[{'green' if choice.trained else 'bold red'}]model: {choice.description}[/]")
