@@ -89,7 +89,7 @@ def predict_file_by_file(sources, out: Path, model: str) -> float:
 
 
 def writer_rows_per_s(path: Path, rows: int = 200_000) -> float:
-    from ferkit.batch.store import RowWriter
+    from ferkit.batch.output import RowWriter
     from ferkit.infer.results import Face, FrameResult
     from ferkit.labels import EMOTIONS
 

@@ -6,7 +6,7 @@ resumable, Parquet out (`ferkit batch`). Needs pyarrow (extra `batch`), and Ray 
     settings.py  Recognizer options as JSON: built in each worker, hashed for resuming
     task.py      run_task: one file or range → one Parquet part (streamed), never raises
     engines.py   the same run_task in a local process pool or on Ray
-    store.py     the output folder: rows, _done records, joined ranges, summary tables
+    output.py    the output folder: rows, _done records, joined ranges, summary tables
     driver.py    run_batch: the driver, progress bar, manifest
 """
 

@@ -8,7 +8,7 @@
 The driver plans (`ferkit.batch.plan`), skips files already done with the same content
 and settings, hands tasks to an engine (`ferkit.batch.engines`), writes a `_done` record as
 each file finishes (joining the time ranges of a long video first), and at the end the
-summary tables and the manifest (`ferkit.batch.store`). One progress bar counts frames
+summary tables and the manifest (`ferkit.batch.output`). One progress bar counts frames
 over the whole run, with the files done, throughput and an ETA.
 """
 
@@ -22,7 +22,7 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ferkit.batch import engines, plan, store
+from ferkit.batch import engines, output, plan
 from ferkit.batch.settings import fingerprint, model_identity
 
 log = logging.getLogger(__name__)
@@ -69,7 +69,7 @@ def run_batch(
     overlap_s: float = DEFAULT_OVERLAP_S,
     progress: bool = False,
 ) -> BatchReport:
-    """Process every file `sources` names into `out` (see `ferkit.batch.store`)."""
+    """Process every file `sources` names into `out` (see `ferkit.batch.output`)."""
     from ferkit import __version__
     from ferkit.errors import ConfigError
     from ferkit.files import check_writable
@@ -82,7 +82,7 @@ def run_batch(
     report = BatchReport(out, run_id=uuid.uuid4().hex[:12])
     started = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     check_writable(out / "manifest.json")
-    done = store.read_done(out)
+    done = output.read_done(out)
     by_path = {r.get("resolved"): r for r in done.values()}
 
     files: list[plan.SourceFile] = []
@@ -101,7 +101,7 @@ def run_batch(
             continue
         first_path[found.key] = found.path
         files.append(found)
-        if store.is_done(out, done.get(found.key), found.sha256, settings_hash):
+        if output.is_done(out, done.get(found.key), found.sha256, settings_hash):
             report.skipped.append(found.path)
             rows[found.path] = {"source": found.path, "file": found.key, "status": "done before"}
         else:
@@ -112,7 +112,7 @@ def run_batch(
     tasks = [t for f in pending for t in plan.split(f, str(out), job, chunk_s, overlap_s)]
     by_key = {f.key: f for f in pending}
     for file in pending:
-        store.clear_leftovers(out, file.key)
+        output.clear_leftovers(out, file.key)
     parts: dict[str, list] = {}
     bar = _Bar(len(pending), sum(t.frames or 1 for t in tasks)) if progress and tasks else None
     start = time.perf_counter()
@@ -138,8 +138,8 @@ def run_batch(
         for row in rows.values():
             if row["status"] == "pending":
                 row.update(status="not processed", error="the run stopped before this file")
-        _write_summaries(out, rows, store.read_done(out))
-        store.write_json(out / "manifest.json", {
+        _write_summaries(out, rows, output.read_done(out))
+        output.write_json(out / "manifest.json", {
             "ferkit_version": __version__, "format": 1, "run_id": report.run_id,
             "started": started,
             "finished": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
@@ -160,13 +160,13 @@ def _finish(out: Path, file: plan.SourceFile, results: list, settings_hash: str,
     errors = [r.error for r in sorted(results, key=lambda r: r.part) if not r.ok]
     if errors:
         if len(results) > 1:
-            store.clear_leftovers(out, file.key)
+            output.clear_leftovers(out, file.key)
         report.failures.append((file.path, errors[0]))
         rows[file.path].update(status="failed", error=errors[0])
         return
     first = results[0]
     if len(results) > 1:
-        tracks, labels = store.merge_parts(out, file.key, results)
+        tracks, labels = output.merge_parts(out, file.key, results)
     else:
         tracks, labels = first.tracks, first.labels
     warning = "; ".join(r.warning for r in results if r.warning) or None
@@ -184,11 +184,11 @@ def _finish(out: Path, file: plan.SourceFile, results: list, settings_hash: str,
         "dominant": max(labels, key=labels.get) if labels else None,
         **{f"share_{n}": (labels.get(n, 0) / total if total else None) for n in names},
     }  # fmt: skip
-    store.write_json(store.done_path(out, file.key), {
+    output.write_json(output.done_path(out, file.key), {
         "key": file.key, "source": file.path, "resolved": str(Path(file.path).resolve()),
         "sha256": file.sha256, "size": file.size, "mtime_ns": file.mtime_ns,
         "settings": settings_hash, "run_id": report.run_id, "class_names": list(names),
-        "summary": summary, "tracks": store.track_rows(file.key, file.path, tracks, names),
+        "summary": summary, "tracks": output.track_rows(file.key, file.path, tracks, names),
     })  # fmt: skip
     report.processed.append(file.path)
     report.frames += frames
@@ -214,7 +214,7 @@ def _write_summaries(out: Path, rows: dict[str, dict], done: dict[str, dict]) ->
         from ferkit.labels import EMOTIONS
 
         names = EMOTIONS
-    store.write_tables(out, files, tracks, names)
+    output.write_tables(out, files, tracks, names)
 
 
 def _versions() -> dict:

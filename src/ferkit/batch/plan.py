@@ -14,7 +14,7 @@ file's size and modification time are unchanged.
 A long video is split into time ranges (`chunk_s` seconds). Each range starts `overlap_s`
 earlier: those frames are decoded, tracked and smoothed but not reported, so the tracker and
 smoother are warm at the range's first frame, and the faces seen there join the range's
-tracks to the previous range's (`ferkit.batch.store.join_tracks`).
+tracks to the previous range's (`ferkit.batch.output.join_tracks`).
 """
 
 from __future__ import annotations

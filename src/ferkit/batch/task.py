@@ -20,8 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ferkit.batch.output import RowWriter, part_path
 from ferkit.batch.plan import Task
-from ferkit.batch.store import RowWriter, part_path
 from ferkit.errors import FerkitError, SourceError
 
 log = logging.getLogger(__name__)
