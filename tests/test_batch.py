@@ -9,6 +9,7 @@ pipeline is under test, not the model); every engine runs with at most 2 CPUs.""
 from __future__ import annotations
 
 import csv
+import io
 import json
 import os
 import signal
@@ -28,6 +29,7 @@ pa = pytest.importorskip(
 import pyarrow.parquet as pq  # noqa: E402
 
 from ferkit.batch import recognizer_settings, run_batch  # noqa: E402
+from ferkit.batch.progress import BatchProgress  # noqa: E402
 from ferkit.infer.demo import sample_image  # noqa: E402
 from ferkit.infer.frames import read_image  # noqa: E402
 from ferkit.labels import EMOTIONS  # noqa: E402
@@ -81,11 +83,23 @@ def settings(checkpoint) -> dict:
     return recognizer_settings(str(checkpoint))
 
 
+def quiet_bar() -> BatchProgress:
+    """A progress bar drawn off screen, read back by the tests."""
+    from rich.console import Console
+
+    return BatchProgress(console=Console(file=io.StringIO(), width=160))
+
+
 @pytest.fixture(scope="module")
-def local_run(clips, settings, tmp_path_factory):
+def local_bar() -> BatchProgress:
+    return quiet_bar()
+
+
+@pytest.fixture(scope="module")
+def local_run(clips, settings, tmp_path_factory, local_bar):
     """One run of the local pool with 2 workers, shared by the tests that read it."""
     out = tmp_path_factory.mktemp("local")
-    report = run_batch([str(c) for c in clips], out, settings, workers=2)
+    report = run_batch([str(c) for c in clips], out, settings, workers=2, progress=local_bar)
     return out, report
 
 
@@ -147,6 +161,46 @@ def test_summary_tables_and_manifest(local_run, clips, checkpoint):
     assert manifest["detector"] == "haar" and manifest["files"]["processed"] == len(clips)
 
 
+CLIP_FRAMES = 24 + 20 + 16  # the frames written into the `clips`
+
+
+def assert_bar_counted_every_frame(bar: BatchProgress, report, out: Path) -> None:
+    """The bar ends at the frames of the files done: as many as the clips hold, as the
+    summary table counts, as the workers reported one by one while they ran."""
+    frames = sum(f["frames"] for f in pq.read_table(out / "files.parquet").to_pylist())
+    assert bar.completed == bar.total == report.frames == frames == CLIP_FRAMES
+    assert bar.streamed == CLIP_FRAMES  # counted in the workers, not only at each task's end
+    assert (bar.done, bar.failed, bar.skipped) == (len(report.processed), 0, 0)
+
+
+def test_progress_bar_counts_the_frames_of_every_worker(local_run, local_bar):
+    out, report = local_run
+    assert_bar_counted_every_frame(local_bar, report, out)
+    assert "files 3/3" in local_bar.description()
+
+
+def test_progress_bar_corrects_a_lying_header_and_drops_failed_files():
+    bar = BatchProgress(show=False)
+    bar.start(3, 1, {("a", 0): 10, ("a", 1): 10, ("b", 0): 5, ("c", 0): 1})
+    assert bar.total == 26
+    bar.frames(("a", 0), 4)
+    bar.frames(("b", 0), 3)
+    assert bar.completed == 7 and bar.total == 26
+    bar.task_done(("a", 0), 12, ok=True)  # the header said 10: the bar takes the 12 read
+    bar.frames(("a", 0), 2)  # a count arriving after its task: not counted twice
+    assert (bar.completed, bar.total) == (15, 28)
+    bar.task_done(("b", 0), 3, ok=False)  # failed: its frames leave the bar
+    bar.file_done(failed=True)
+    assert (bar.completed, bar.total) == (12, 23)
+    bar.task_done(("a", 1), 8, ok=False)  # a range of "a" failed: "a" fails as a whole
+    bar.file_done(failed=True, retract=12)
+    bar.task_done(("c", 0), 1, ok=True)
+    bar.file_done(failed=False)
+    assert (bar.completed, bar.total, bar.done, bar.failed) == (1, 1, 3, 2)
+    assert bar.description() == "files 3/3 · 2 failed · 1 done before"
+    assert bar.streamed == 9
+
+
 def test_rerun_skips_every_finished_file(local_run, clips, settings):
     out, first = local_run
     before = {p.name: p.read_text() for p in (out / "_done").glob("*.json")}
@@ -169,9 +223,10 @@ def test_ray_cluster_gives_the_rows_of_the_local_pool(local_run, clips, settings
     from ferkit.errors import ConfigError
 
     out, _ = local_run
+    bar = quiet_bar()
     try:
         report = run_batch([str(c) for c in clips], tmp_path / "ray", settings, engine="ray",
-                           workers=2)  # fmt: skip
+                           workers=2, progress=bar)  # fmt: skip
     except ConfigError as error:  # Ray's own start-up limits, not ferkit's rows, failed
         if "could not start or join a local Ray cluster" not in str(error):
             raise
@@ -181,6 +236,7 @@ def test_ray_cluster_gives_the_rows_of_the_local_pool(local_run, clips, settings
 
     assert not ray.is_initialized()  # the cluster the run started is shut down
     assert rows_by_file(tmp_path / "ray") == rows_by_file(out)
+    assert_bar_counted_every_frame(bar, report, tmp_path / "ray")
 
 
 def test_a_long_video_in_time_ranges_joins_its_tracks(clips, settings, tmp_path):

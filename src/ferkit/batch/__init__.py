@@ -8,6 +8,7 @@ resumable, Parquet out (`ferkit batch`). Needs pyarrow (extra `batch`), and Ray 
     engines.py   the same run_task in a local process pool or on Ray
     output.py    the output folder: rows, _done records, joined ranges, summary tables
     driver.py    run_batch: the driver, progress bar, manifest
+    progress.py  the one bar: frames counted in the workers as they go, files done/failed
 """
 
 from ferkit.batch.driver import BatchReport, run_batch

@@ -9,7 +9,8 @@ The driver plans (`ferkit.batch.plan`), skips files already done with the same c
 and settings, hands tasks to an engine (`ferkit.batch.engines`), writes a `_done` record as
 each file finishes (joining the time ranges of a long video first), and at the end the
 summary tables and the manifest (`ferkit.batch.output`). One progress bar counts frames
-over the whole run, with the files done, throughput and an ETA.
+over the whole run as the workers process them, with the files done, failed and skipped,
+frames/s and an ETA (`ferkit.batch.progress`).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ferkit.batch import engines, output, plan
+from ferkit.batch.progress import BatchProgress
 from ferkit.batch.settings import fingerprint, model_identity
 
 log = logging.getLogger(__name__)
@@ -67,9 +69,12 @@ def run_batch(
     address: str | None = None,
     chunk_s: float | None = DEFAULT_CHUNK_S,
     overlap_s: float = DEFAULT_OVERLAP_S,
-    progress: bool = False,
+    progress: bool | BatchProgress = False,
 ) -> BatchReport:
-    """Process every file `sources` names into `out` (see `ferkit.batch.output`)."""
+    """Process every file `sources` names into `out` (see `ferkit.batch.output`).
+
+    progress: True for a bar on the terminal, or a `BatchProgress` to show it on (its
+    numbers can be read afterwards)."""
     from ferkit import __version__
     from ferkit.errors import ConfigError
     from ferkit.files import check_writable
@@ -114,20 +119,26 @@ def run_batch(
     for file in pending:
         output.clear_leftovers(out, file.key)
     parts: dict[str, list] = {}
-    bar = _Bar(len(pending), sum(t.frames or 1 for t in tasks)) if progress and tasks else None
+    bar = None
+    if progress and tasks:
+        bar = progress if isinstance(progress, BatchProgress) else BatchProgress()
+        expected = {(t.key, t.part): t.frames or 1 for t in tasks}
+        bar.start(len(pending), len(report.skipped), expected)
     start = time.perf_counter()
     try:
-        for result in engines.results(tasks, engine, workers, address):
+        on_frames = bar.frames if bar else None
+        for result in engines.results(tasks, engine, workers, address, on_frames):
             report.worker_peak_rss_mb = max(report.worker_peak_rss_mb, result.peak_rss_mb)
             if bar:
-                bar.advance(result.frames)
+                bar.task_done((result.key, result.part), result.frames, result.ok)
             parts.setdefault(result.key, []).append(result)
             if len(parts[result.key]) < result.parts:
                 continue
-            file = by_key[result.key]
-            _finish(out, file, parts.pop(result.key), settings_hash, report, rows)
+            file, results = by_key[result.key], parts.pop(result.key)
+            _finish(out, file, results, settings_hash, report, rows)
             if bar:
-                bar.file_done(failed=rows[file.path]["status"] == "failed")
+                failed = rows[file.path]["status"] == "failed"
+                bar.file_done(failed, sum(r.frames for r in results if r.ok) if failed else 0)
     except KeyboardInterrupt:
         report.interrupted = True
         log.warning("interrupted: files in flight will be processed again on the next run")
@@ -227,43 +238,3 @@ def _versions() -> dict:
         except PackageNotFoundError:
             pass
     return found
-
-
-class _Bar:
-    """One rich progress bar over the run's frames: files done, frames/s and an ETA."""
-
-    def __init__(self, files: int, frames: int) -> None:
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            TextColumn,
-            TimeElapsedColumn,
-            TimeRemainingColumn,
-        )  # fmt: skip
-
-        self.files, self.done, self.failed = files, 0, 0
-        self.progress = Progress(
-            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-            TextColumn("frames · {task.fields[rate]}"), TimeElapsedColumn(),
-            TextColumn("ETA"), TimeRemainingColumn(),
-        )  # fmt: skip
-        self.task = self.progress.add_task(self._description(), total=frames, rate="")
-        self.progress.start()
-
-    def _description(self) -> str:
-        failed = f", {self.failed} failed" if self.failed else ""
-        return f"files {self.done}/{self.files}{failed}"
-
-    def advance(self, frames: int) -> None:
-        self.progress.advance(self.task, frames)
-        speed = self.progress.tasks[0].speed
-        self.progress.update(self.task, rate=f"{speed:.1f} frames/s" if speed else "")
-
-    def file_done(self, failed: bool) -> None:
-        self.done += 1
-        self.failed += failed
-        self.progress.update(self.task, description=self._description())
-
-    def stop(self) -> None:
-        self.progress.stop()

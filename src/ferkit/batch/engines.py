@@ -1,36 +1,50 @@
 """Where tasks run: a local process pool or a Ray cluster, behind one generator.
 
-`results(tasks, engine, workers, address)` yields a `TaskResult` per task as tasks finish,
-keeping at most two tasks per worker in flight (the driver never holds the whole archive's
-tasks' results at once). Both engines run the same `run_task`; a worker that dies (a crash
-in a decoder, the out-of-memory killer) fails the tasks it held, named, and the run goes on.
+`results(tasks, engine, workers, address, on_frames)` yields a `TaskResult` per task as
+tasks finish, keeping at most two tasks per worker in flight (the driver never holds the
+whole archive's tasks' results at once). Both engines run the same `run_task` in worker
+processes that keep their model loaded from task to task, with one torch/OpenCV thread
+each (the settings' `threads`); a worker that dies (a crash in a decoder, the
+out-of-memory killer) fails the tasks it held, named, and the run goes on. With
+`on_frames(task_id, frames)` the workers' frame counts reach the driver while they work
+(`ferkit.batch.progress`), polled every `POLL_S` seconds between results.
 
-Local: `ProcessPoolExecutor` with spawned workers (no fork of a process holding threads).
+Local: `ProcessPoolExecutor` with spawned workers (no fork of a process holding threads);
+counts come through a `multiprocessing` queue.
 Ray: `ray.init(address)` joins a running cluster (its workers must have ferkit installed and
 see DIR at the same path: a shared file system), or starts one on this machine with
-`workers` CPUs and shuts it down at the end. An address nothing listens on is a
-one-line `ConfigError`, checked before Ray is asked (Ray waits for a missing cluster for
-minutes).
+`workers` CPUs and shuts it down at the end. One actor per CPU (`RayWorker`) runs the tasks
+(its model stays loaded), counts go to a small actor (`FrameCounter`) the driver empties.
+A cluster this run starts gives its workers the driver's priority, as the pool's workers
+have (Ray lowers workers' priority by 15 nice levels by default, which on a busy or
+fully used machine hands their CPU time to anything else). An address nothing listens on
+is a one-line `ConfigError`, checked before Ray is asked (Ray waits for a missing cluster
+for minutes).
 """
 
 from __future__ import annotations
 
 import logging
 import socket
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 from ferkit.batch.plan import Task
-from ferkit.batch.task import TaskResult, run_task
+from ferkit.batch.task import TaskResult, init_worker, run_task
 from ferkit.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
 ENGINES = ("local", "ray")
 IN_FLIGHT_PER_WORKER = 2
+POLL_S = 0.25  # how often frame counts are collected while tasks run (with on_frames)
 
 
 def results(
-    tasks: Iterable[Task], engine: str = "local", workers: int = 1, address: str | None = None
+    tasks: Iterable[Task],
+    engine: str = "local",
+    workers: int = 1,
+    address: str | None = None,
+    on_frames: Callable[[tuple[str, int], int], None] | None = None,
 ) -> Iterator[TaskResult]:
     if engine not in ENGINES:
         raise ConfigError(f"unknown engine {engine!r}; use one of {', '.join(ENGINES)}")
@@ -39,8 +53,8 @@ def results(
     if address and engine != "ray":
         raise ConfigError("--address is for --engine ray")
     if engine == "ray":
-        return _ray(tasks, workers, address)
-    return _local(tasks, workers)
+        return _ray(tasks, workers, address, on_frames)
+    return _local(tasks, workers, on_frames)
 
 
 def _failed(task: Task, error: str) -> TaskResult:
@@ -48,14 +62,22 @@ def _failed(task: Task, error: str) -> TaskResult:
                       error=error)  # fmt: skip
 
 
-def _local(tasks: Iterable[Task], workers: int) -> Iterator[TaskResult]:
+def _local(tasks: Iterable[Task], workers: int, on_frames) -> Iterator[TaskResult]:
     import multiprocessing
     from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
     from concurrent.futures.process import BrokenProcessPool
 
     queue = iter(tasks)
     context = multiprocessing.get_context("spawn")
-    pool = ProcessPoolExecutor(workers, mp_context=context)
+
+    def start():  # a fresh counts queue with each pool: a dead worker may have held its lock
+        counts = context.Queue() if on_frames else None
+        send = None if counts is None else counts.put
+        pool = ProcessPoolExecutor(workers, mp_context=context, initializer=init_worker,
+                                   initargs=(send,))  # fmt: skip
+        return pool, counts
+
+    pool, counts = start()
     running: dict = {}
     try:
         while True:
@@ -66,7 +88,9 @@ def _local(tasks: Iterable[Task], workers: int) -> Iterator[TaskResult]:
                 running[pool.submit(run_task, task)] = task
             if not running:
                 return
-            finished, _ = wait(running, return_when=FIRST_COMPLETED)
+            timeout = POLL_S if counts is not None else None
+            finished, _ = wait(running, timeout=timeout, return_when=FIRST_COMPLETED)
+            _drain_queue(counts, on_frames)
             broken = False
             for future in finished:
                 task = running.pop(future)
@@ -81,9 +105,21 @@ def _local(tasks: Iterable[Task], workers: int) -> Iterator[TaskResult]:
                     yield _failed(task, "the worker process died while processing this file")
                 running.clear()
                 pool.shutdown(wait=False, cancel_futures=True)
-                pool = ProcessPoolExecutor(workers, mp_context=context)
+                pool, counts = start()
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
+        _drain_queue(counts, on_frames)  # counts the workers sent last
+
+
+def _drain_queue(counts, on_frames) -> None:
+    import queue
+
+    while counts is not None:
+        try:
+            task, frames = counts.get_nowait()
+        except (queue.Empty, OSError, ValueError):
+            return
+        on_frames(task, frames)
 
 
 def check_address(address: str) -> None:
@@ -101,7 +137,8 @@ def check_address(address: str) -> None:
         ) from None
 
 
-def _ray(tasks: Iterable[Task], workers: int, address: str | None) -> Iterator[TaskResult]:
+def _ray(tasks: Iterable[Task], workers: int, address: str | None,
+         on_frames) -> Iterator[TaskResult]:  # fmt: skip
     if address:
         check_address(address)
     try:
@@ -116,7 +153,8 @@ def _ray(tasks: Iterable[Task], workers: int, address: str | None) -> Iterator[T
             ray.init(address=address, **quiet)
         else:  # workers import torch: give a busy machine time to register them
             ray.init(address="local", num_cpus=workers, include_dashboard=False, **quiet,
-                     _system_config={"worker_register_timeout_seconds": 600})  # fmt: skip
+                     _system_config={"worker_register_timeout_seconds": 600,
+                                     "worker_niceness": 0})  # fmt: skip
     except Exception as error:  # Ray raises bare Exceptions for a cluster that did not start
         ray.shutdown()
         where = f"the Ray cluster at {address}" if address else "a local Ray cluster"
@@ -125,25 +163,85 @@ def _ray(tasks: Iterable[Task], workers: int, address: str | None) -> Iterator[T
             "logs: /tmp/ray/session_latest/logs; on a very busy machine Ray's agents can start "
             "too slowly for it, ray-project/ray#65983)"
         ) from None
+    counter = None
     try:
         slots = max(1, int(ray.cluster_resources().get("CPU", workers)))
-        remote = ray.remote(num_cpus=1, max_retries=0)(run_task)
+        if on_frames:
+            counter = ray.remote(num_cpus=0)(FrameCounter).remote()
+        actor = ray.remote(num_cpus=1, max_restarts=0, max_task_retries=0)(RayWorker)
+        pool = [actor.remote(counter) for _ in range(slots)]
+        load = [0] * slots
         queue = iter(tasks)
-        running: dict = {}
+        running: dict = {}  # ref → (task, slot, the actor it went to)
         while True:
-            while len(running) < IN_FLIGHT_PER_WORKER * slots:
+            while min(load) < IN_FLIGHT_PER_WORKER:
                 task = next(queue, None)
                 if task is None:
                     break
-                running[remote.remote(task)] = task
+                slot = load.index(min(load))
+                running[pool[slot].run.remote(task)] = (task, slot, pool[slot])
+                load[slot] += 1
             if not running:
                 return
-            (ref,), _ = ray.wait(list(running), num_returns=1)
-            task = running.pop(ref)
-            try:
-                yield ray.get(ref)
-            except ray.exceptions.RayError as error:
-                first = str(error).strip().splitlines()[0] if str(error).strip() else ""
-                yield _failed(task, f"Ray: {type(error).__name__}: {first}")
+            timeout = POLL_S if counter is not None else None
+            ready, _ = ray.wait(list(running), num_returns=1, timeout=timeout)
+            _drain_counter(ray, counter, on_frames)
+            for ref in ready:
+                task, slot, worker = running.pop(ref)
+                load[slot] -= 1
+                try:
+                    yield ray.get(ref)
+                except ray.exceptions.RayError as error:
+                    if isinstance(error, ray.exceptions.RayActorError) and pool[slot] is worker:
+                        pool[slot] = actor.remote(counter)  # a dead worker: start another
+                    first = str(error).strip().splitlines()[0] if str(error).strip() else ""
+                    yield _failed(task, f"Ray: {type(error).__name__}: {first}")
     finally:
-        ray.shutdown()
+        try:
+            _drain_counter(ray, counter, on_frames)  # counts the workers sent last
+        finally:
+            ray.shutdown()
+
+
+def _drain_counter(ray, counter, on_frames) -> None:
+    if counter is not None:
+        for task, frames in ray.get(counter.take.remote()):
+            on_frames(task, frames)
+
+
+class RayWorker:
+    """A Ray actor per CPU: runs tasks one after another in one process, so the model is
+    loaded once (`task.recognizer_for`), and sends frame counts to `counter`."""
+
+    def __init__(self, counter=None) -> None:
+        sent = []
+
+        def send(message):
+            sent[:] = [counter.add.remote(*message)]
+
+        def end():  # the task's last count has arrived before its result is returned
+            import ray
+
+            if sent:
+                ray.get(sent.pop())
+
+        if counter is not None:
+            init_worker(send, end)
+
+    def run(self, task: Task) -> TaskResult:
+        return run_task(task)
+
+
+class FrameCounter:
+    """A Ray actor that adds up the frame counts workers send, per task, until the driver
+    takes them (so it holds at most the tasks in flight)."""
+
+    def __init__(self) -> None:
+        self.counts: dict = {}
+
+    def add(self, task, frames: int) -> None:
+        self.counts[task] = self.counts.get(task, 0) + frames
+
+    def take(self) -> list:
+        counts, self.counts = self.counts, {}
+        return list(counts.items())

@@ -99,9 +99,11 @@ class RowWriter:
 
 def clear_leftovers(out: Path, key: str) -> None:
     """Remove what a killed run may have left of a file it did not finish: temporary part
-    files (SIGKILL gives a worker no chance to remove them) and its unjoined ranges."""
-    for stray in faces_dir(out, key).glob(".*.tmp*"):
-        stray.unlink(missing_ok=True)
+    files and the write probes made before them (SIGKILL gives a worker no chance to
+    remove them) and its unjoined ranges."""
+    for pattern in (".*.tmp*", ".*.probe"):
+        for stray in faces_dir(out, key).glob(pattern):
+            stray.unlink(missing_ok=True)
     shutil.rmtree(out / "_chunks" / key, ignore_errors=True)
 
 

@@ -27,6 +27,17 @@ from ferkit.errors import FerkitError, SourceError
 log = logging.getLogger(__name__)
 
 _RECOGNIZERS: dict[str, object] = {}  # one per settings, per worker process
+_SENDER = None  # this worker's FrameSender (progress), set by init_worker
+
+
+def init_worker(send=None, end=None) -> None:
+    """Set up a worker process (the pool's initializer, a Ray actor's constructor): frame
+    counts of its tasks go to `send((task_id, frames))` (`ferkit.batch.progress`), and
+    `end()`, if given, runs after a task's last count is sent."""
+    from ferkit.batch.progress import FrameSender
+
+    global _SENDER
+    _SENDER = FrameSender(send, end) if send is not None else None
 
 
 @dataclass
@@ -104,6 +115,8 @@ def run_task(task: Task) -> TaskResult:
     """Recognise the task's frames and write its part file; never raises for bad input."""
     start = time.perf_counter()
     result = TaskResult(task.path, task.key, task.part, task.parts, task.start, task.warmup)
+    if _SENDER is not None:
+        _SENDER.start((task.key, task.part))
     try:
         _run(task, result)
     except FerkitError as error:
@@ -111,6 +124,11 @@ def run_task(task: Task) -> TaskResult:
     except Exception as error:  # a decoder or library failure on one file must not stop the run
         log.exception("%s failed", task.path)
         result.error = f"{type(error).__name__}: {error}"
+    finally:
+        if _SENDER is not None:
+            _SENDER.flush()
+            if _SENDER.end is not None:
+                _SENDER.end()
     result.seconds = time.perf_counter() - start
     result.peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return result
@@ -144,6 +162,8 @@ def _run(task: Task, result: TaskResult) -> None:
                 tally.add(frame_result)
                 result.frames += 1
                 result.faces += len(frame_result.faces)
+                if _SENDER is not None:
+                    _SENDER.add()
                 result.last_time_s = frame_result.time_s
         finally:
             writer.close()
