@@ -17,6 +17,8 @@ from ferkit.ship import ship_model
 
 from conftest import synthetic_faces
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 
 def test_ship_writes_weights_and_an_honest_card(tmp_path):
     n = 140
@@ -32,7 +34,6 @@ def test_ship_writes_weights_and_an_honest_card(tmp_path):
         tmp_path / "run" / "best.pt", model, arch="mini_xception", arch_kwargs={},
         preprocessing=prep, epoch=3, metrics={"val_acc": 0.2},
     )  # fmt: skip
-    torch.set_num_threads(1)
     weights, card_file = ship_model(
         tmp_path / "run", "tiny", data=store, command="ferkit train ...", dest=tmp_path / "w"
     )
@@ -75,3 +76,18 @@ def test_ship_writes_weights_and_an_honest_card(tmp_path):
     used = TorchClassifier(shipped, calibrated=False).predict_proba(test_faces)
     np.testing.assert_allclose(used, probs, atol=1e-5)
     assert card["results"]["tta_applied_by_default"] == mode
+
+
+def test_ship_opens_the_store_once_for_the_test_split_and_its_provenance(tmp_path, monkeypatch):
+    import ferkit.data.store
+    from ferkit.labels import EMOTIONS
+    from ferkit.ship import _splits
+
+    splits = np.array([0, 0, 1, 2] * 7)
+    store = write_store(tmp_path / "s.h5", synthetic_faces(28, 5), np.arange(28) % 7, splits)
+    opened = []
+    real = ferkit.data.store.open_store
+    monkeypatch.setattr(ferkit.data.store, "open_store", lambda p: opened.append(p) or real(p))
+    test, info = _splits(store, "fer2013", EMOTIONS, "run")
+    assert len(opened) == 1
+    assert info["train_images"] == 14 and len(test.labels) == 7

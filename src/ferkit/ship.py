@@ -89,8 +89,7 @@ def _splits(data: str | Path, label_set: str, class_names, source):
     the model was selected (`label_set`: FER-2013's labels or FER+ majority) by the same
     loader as `ferkit evaluate`, and the store's provenance for the card; the model's
     classes must be the labels' classes."""
-    from ferkit.data.store import open_store
-    from ferkit.evaluate.workflow import load_store_data
+    from ferkit.evaluate.dataset import load_store_data
 
     test = load_store_data(data, "test", label_set)
     if tuple(test.class_names) != tuple(class_names):
@@ -100,13 +99,11 @@ def _splits(data: str | Path, label_set: str, class_names, source):
         )
     if test.val is None:
         raise ModelError(f"{data}: the val split is empty; shipping chooses TTA and T on it")
-    with open_store(data) as store:
-        train_images = sum(store.counts()["train"].values())
     info = {
         "store": str(data),
         "store_sha256": test.info["store_sha256"],
         "source_sha256": test.info["source_sha256"],
-        "train_images": train_images,
+        "train_images": test.info["train_images"],
         "clean_summary": test.info["clean_summary"],
         "labels": test.info.get("labels", {"set": "fer2013"}),
     }
@@ -114,7 +111,7 @@ def _splits(data: str | Path, label_set: str, class_names, source):
 
 
 def _on_both(measured, data) -> dict:
-    """val and test scores of one measurement (`runner.Measured`)."""
+    """val and test scores of one measurement (`workflow.Measured`)."""
     from ferkit.evaluate.metrics import classification_metrics
 
     val = classification_metrics(data.val[1], measured.val_probs, data.class_names)

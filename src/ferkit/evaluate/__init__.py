@@ -7,8 +7,8 @@ folders, Grad-CAM and comparisons of runs.
 
 Modules: metrics (scikit-learn metrics), calibration (ECE, temperature scaling), tta,
 ensemble (members and their average), folder (labelled image folders), explain (Grad-CAM),
-workflow (evaluate, measure), report_files (report.json / report.md /
-figures), compare, plots (matplotlib figures).
+workflow (evaluate, measure), dataset (the faces scored), report_files
+(report.json / report.md / figures), compare, plots (matplotlib figures).
 Names are imported lazily, so `ferkit.evaluate.plots` stays cheap to import.
 """
 
