@@ -1,4 +1,5 @@
-"""Shared fixtures: tiny synthetic FER-like data, and the real archive where present."""
+"""Shared fixtures: tiny synthetic FER-like data, tiny untrained models, one torch thread,
+and the real archive where present."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import pytest
 
 from ferkit.data.ferplus import locate_ferplus
 from ferkit.data.readers import locate_fer2013
+from ferkit.preprocess import Preprocessing
 
 # `amp: auto` picks bf16 only on CPUs with native bf16 (AMX, AVX-512 BF16), and bf16 changes
 # a tiny model's numbers: the suite runs as on a CPU without it, everywhere (inherited by the
@@ -32,6 +34,62 @@ def synthetic_faces(n: int, seed: int = 0) -> np.ndarray:
 @pytest.fixture
 def faces():
     return synthetic_faces
+
+
+# The preprocessing of the tiny models below (a non-default one, so tests can tell it is used).
+TINY_PREP = Preprocessing(mean=0.5, std=0.25, margin=0.1)
+
+
+def tiny_net(preprocessing: Preprocessing = TINY_PREP):
+    """A tiny untrained classifier with ferkit metadata, in memory: for tests of the pipeline,
+    the server and the page, where the model is not under test."""
+    import torch
+
+    from ferkit.labels import EMOTIONS
+    from ferkit.models.checkpoint import Checkpoint
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(
+        torch.nn.Conv2d(1, 4, 5, stride=4), torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(1),
+        torch.nn.Flatten(), torch.nn.Linear(4, 7),
+    ).eval()  # fmt: skip
+    net.ferkit = Checkpoint(arch="tiny", class_names=EMOTIONS, preprocessing=preprocessing)
+    return net
+
+
+def save_tiny_checkpoint(
+    path, *, seed: int = 0, preprocessing: Preprocessing = TINY_PREP, head_scale: float = 1.0,
+    num_classes: int = 7, **extra,
+):  # fmt: skip
+    """An untrained mini-Xception saved as a real checkpoint file (a registered architecture);
+    `head_scale` > 1 spreads its probabilities so labels differ from face to face (an
+    untouched one says about 1/7 for everything). `extra` goes to `save_checkpoint`."""
+    import torch
+
+    from ferkit.models.checkpoint import save_checkpoint
+    from ferkit.models.registry import create_model
+
+    torch.manual_seed(seed)
+    kwargs = {} if num_classes == 7 else {"num_classes": num_classes}
+    net = create_model("mini_xception", **kwargs)
+    if head_scale != 1.0:
+        with torch.no_grad():
+            net.head.weight.mul_(head_scale)
+    return save_checkpoint(
+        path, net, arch="mini_xception", arch_kwargs=kwargs, preprocessing=preprocessing, **extra
+    )
+
+
+@pytest.fixture(scope="module")
+def tiny_model():
+    """`tiny_net()`: a tiny untrained in-memory classifier (the pipeline is under test)."""
+    return tiny_net()
+
+
+@pytest.fixture(scope="module")
+def tiny_checkpoint(tmp_path_factory):
+    """`save_tiny_checkpoint` in a temporary folder: a real checkpoint file."""
+    return save_tiny_checkpoint(tmp_path_factory.mktemp("ckpt") / "m.pt")
 
 
 @pytest.fixture(scope="session")

@@ -21,7 +21,6 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-import torch
 
 pa = pytest.importorskip(
     "pyarrow", reason="ferkit batch needs pyarrow (pip install 'ferkit[batch]')"
@@ -33,9 +32,8 @@ from ferkit.batch.progress import BatchProgress  # noqa: E402
 from ferkit.infer.demo import sample_image  # noqa: E402
 from ferkit.infer.frames import read_image  # noqa: E402
 from ferkit.labels import EMOTIONS  # noqa: E402
-from ferkit.models.checkpoint import save_checkpoint  # noqa: E402
-from ferkit.models.registry import create_model  # noqa: E402
-from ferkit.preprocess import Preprocessing  # noqa: E402
+
+from conftest import save_tiny_checkpoint  # noqa: E402
 
 PROBS = [f"p_{e}" for e in EMOTIONS]
 KEYS = ["frame", "track_id", "x", "y", "w", "h"]
@@ -69,13 +67,7 @@ def clips(tmp_path_factory) -> list[Path]:
 def checkpoint(tmp_path_factory) -> Path:
     """An untrained network whose head is scaled up so its probabilities differ from face
     to face (an untouched one says 1/7 for everything, and every label would be a tie)."""
-    torch.manual_seed(0)
-    net = create_model("mini_xception")
-    with torch.no_grad():
-        net.head.weight.mul_(300.0)
-    prep = Preprocessing(mean=0.5, std=0.25, margin=0.1)
-    path = tmp_path_factory.mktemp("ckpt") / "m.pt"
-    return save_checkpoint(path, net, arch="mini_xception", arch_kwargs={}, preprocessing=prep)
+    return save_tiny_checkpoint(tmp_path_factory.mktemp("ckpt") / "m.pt", head_scale=300.0)
 
 
 @pytest.fixture(scope="module")

@@ -28,6 +28,8 @@ from ferkit.models.registry import create_model
 from ferkit.preprocess import normalize
 from synthetic_train import learnable_store, stripes
 
+from conftest import save_tiny_checkpoint
+
 
 @pytest.fixture(scope="module")
 def store(tmp_path_factory):
@@ -38,12 +40,9 @@ def store(tmp_path_factory):
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory, store):
     """An untrained mini-Xception saved as a checkpoint with the store's statistics."""
-    torch.manual_seed(0)
     with open_store(store) as opened:
         prep = opened.preprocessing()
-    path = tmp_path_factory.mktemp("run") / "best.pt"
-    model = create_model("mini_xception")
-    return save_checkpoint(path, model, arch="mini_xception", arch_kwargs={}, preprocessing=prep)
+    return save_tiny_checkpoint(tmp_path_factory.mktemp("run") / "best.pt", preprocessing=prep)
 
 
 @pytest.fixture(scope="module")

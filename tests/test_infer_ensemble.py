@@ -6,18 +6,18 @@ import json
 
 import numpy as np
 import pytest
-import torch
 
 import ferkit.models.checkpoint as checkpoint_module
 from ferkit.errors import ModelError
 from ferkit.infer.backends import EnsembleClassifier
 from ferkit.infer.loading import open_classifier
 from ferkit.infer.recognizer import Recognizer
-from ferkit.models.checkpoint import load_model, save_checkpoint
-from ferkit.models.registry import create_model
+from ferkit.models.checkpoint import load_model
 from ferkit.preprocess import Preprocessing
 from ferkit.ship import ship_ensemble, ship_model
 from synthetic_train import learnable_store, stripes
+
+from conftest import save_tiny_checkpoint
 
 
 @pytest.fixture(scope="module")
@@ -26,14 +26,11 @@ def store(tmp_path_factory):
 
 
 def tiny(path, seed: int, classes=7, **prep):
-    torch.manual_seed(seed)
-    model = create_model("mini_xception", num_classes=classes)
+    """A tiny checkpoint whose preprocessing (and, for classes != 7, class names) differ."""
     names = tuple(f"c{i}" for i in range(classes)) if classes != 7 else None
     extra = {"class_names": names} if names else {}
-    return save_checkpoint(
-        path, model, arch="mini_xception", arch_kwargs={"num_classes": classes},
-        preprocessing=Preprocessing(mean=0.4 + seed / 10, std=0.3, **prep), **extra,
-    )  # fmt: skip
+    prep = Preprocessing(mean=0.4 + seed / 10, std=0.3, **prep)
+    return save_tiny_checkpoint(path, seed=seed, num_classes=classes, preprocessing=prep, **extra)
 
 
 def test_an_ensemble_file_averages_its_members(tmp_path):

@@ -4,21 +4,14 @@ shared by predict, serve, demo, evaluate and export."""
 from __future__ import annotations
 
 import pytest
-import torch
 
 import ferkit.models.checkpoint as checkpoint_module
 from ferkit.errors import ModelError
 from ferkit.infer.backends import OnnxClassifier, TorchClassifier
 from ferkit.infer.loading import backend_name, choose_model, open_classifier
-from ferkit.models.checkpoint import save_checkpoint, shipped_models
-from ferkit.models.registry import create_model
-from ferkit.preprocess import Preprocessing
+from ferkit.models.checkpoint import shipped_models
 
-
-def tiny(path):
-    torch.manual_seed(0)
-    return save_checkpoint(path, create_model("mini_xception"), arch="mini_xception",
-                           arch_kwargs={}, preprocessing=Preprocessing())  # fmt: skip
+from conftest import save_tiny_checkpoint
 
 
 def _served_backend(monkeypatch, *args) -> tuple[str, str]:
@@ -48,7 +41,7 @@ def test_serve_and_serve_model_default_run_the_same_backend(monkeypatch):
 
 
 def test_a_checkpoint_is_served_predicted_and_chosen_on_one_backend(tmp_path, monkeypatch):
-    path = tiny(tmp_path / "best.pt")
+    path = save_tiny_checkpoint(tmp_path / "best.pt")
     from ferkit.infer.recognizer import Recognizer
 
     served, _ = _served_backend(monkeypatch, "--model", str(path))
@@ -63,7 +56,7 @@ def test_the_demo_opens_its_model_once(tmp_path, monkeypatch):
     import ferkit.infer.demo as demo
     import ferkit.infer.writers as writers
 
-    path = tiny(tmp_path / "run" / "best.pt")
+    path = save_tiny_checkpoint(tmp_path / "run" / "best.pt")
     loads = []
     real = checkpoint_module.load_checkpoint
     monkeypatch.setattr(checkpoint_module, "load_checkpoint", lambda p: loads.append(p) or real(p))
@@ -87,7 +80,7 @@ def test_the_fallback_without_any_model_is_an_announced_untrained_network(tmp_pa
 
 
 def test_unknown_backends_and_objects_are_refused(tmp_path):
-    path = tiny(tmp_path / "m.pt")
+    path = save_tiny_checkpoint(tmp_path / "m.pt")
     with pytest.raises(ModelError, match="unknown backend 'tensorrt'"):
         open_classifier(path, backend="tensorrt")
     with pytest.raises(ModelError, match="cannot use object as an emotion classifier"):

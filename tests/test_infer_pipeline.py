@@ -7,7 +7,6 @@ import json
 import cv2
 import numpy as np
 import pytest
-import torch
 
 from ferkit.errors import ModelError
 from ferkit.infer.demo import sample_image
@@ -17,32 +16,8 @@ from ferkit.infer.recognizer import Recognizer
 from ferkit.infer.results import Face, FrameResult
 from ferkit.infer.writers import record
 from ferkit.labels import EMOTIONS
-from ferkit.models.checkpoint import Checkpoint, save_checkpoint
-from ferkit.models.registry import create_model
-from ferkit.preprocess import Preprocessing
 
-PREP = Preprocessing(mean=0.5, std=0.25, margin=0.1)
-
-
-@pytest.fixture(scope="module")
-def model():
-    """A tiny untrained classifier: the pipeline, not the model, is under test."""
-    torch.manual_seed(0)
-    net = torch.nn.Sequential(
-        torch.nn.Conv2d(1, 4, 5, stride=4), torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(1),
-        torch.nn.Flatten(), torch.nn.Linear(4, 7),
-    ).eval()  # fmt: skip
-    net.ferkit = Checkpoint(arch="tiny", class_names=EMOTIONS, preprocessing=PREP)
-    return net
-
-
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory):
-    """A real checkpoint file of a registered (small) architecture."""
-    torch.manual_seed(0)
-    net = create_model("mini_xception")
-    path = tmp_path_factory.mktemp("ckpt") / "m.pt"
-    return save_checkpoint(path, net, arch="mini_xception", arch_kwargs={}, preprocessing=PREP)
+from conftest import TINY_PREP, save_tiny_checkpoint
 
 
 @pytest.fixture(scope="module")
@@ -82,8 +57,8 @@ def cut_video(tmp_path_factory):
     return path
 
 
-def test_predict_photo(model):
-    faces = Recognizer(model).predict(sample_image())
+def test_predict_photo(tiny_model):
+    faces = Recognizer(tiny_model).predict(sample_image())
     assert len(faces) == 1
     face = faces[0]
     assert set(face.probs) == set(EMOTIONS)
@@ -93,28 +68,28 @@ def test_predict_photo(model):
     assert again.box == face.box and again.label == face.label
 
 
-def test_no_face_is_an_empty_result(model):
-    assert Recognizer(model).predict(np.full((200, 300, 3), 255, np.uint8)) == []
+def test_no_face_is_an_empty_result(tiny_model):
+    assert Recognizer(tiny_model).predict(np.full((200, 300, 3), 255, np.uint8)) == []
 
 
-def test_checkpoint_path_and_missing_model(checkpoint):
+def test_checkpoint_path_and_missing_model(tiny_checkpoint):
     from ferkit.models.checkpoint import load_model
 
     image = read_image(sample_image())
-    from_file = Recognizer(checkpoint).predict(image)[0].probs
-    in_memory = Recognizer(load_model(checkpoint)).predict(image)[0].probs
+    from_file = Recognizer(tiny_checkpoint).predict(image)[0].probs
+    in_memory = Recognizer(load_model(tiny_checkpoint)).predict(image)[0].probs
     assert from_file == pytest.approx(in_memory, abs=1e-6)
     with pytest.raises(ModelError, match="no-such-model"):
         Recognizer("no-such-model")
     with pytest.raises(ModelError, match="unknown backend 'tensorrt'"):
-        Recognizer(checkpoint, backend="tensorrt")
+        Recognizer(tiny_checkpoint, backend="tensorrt")
 
 
-def test_faces_of_many_images_go_through_the_model_in_one_batch(model, tmp_path):
+def test_faces_of_many_images_go_through_the_model_in_one_batch(tiny_model, tmp_path):
     calls = []
 
     class Counting:
-        class_names, preprocessing = EMOTIONS, PREP
+        class_names, preprocessing = EMOTIONS, TINY_PREP
 
         def predict_proba(self, faces):
             calls.append(len(faces))
@@ -127,8 +102,8 @@ def test_faces_of_many_images_go_through_the_model_in_one_batch(model, tmp_path)
     assert calls == [5]
 
 
-def test_moving_face_keeps_one_track_id(model, moving_face_video):
-    results = list(Recognizer(model).stream(moving_face_video))
+def test_moving_face_keeps_one_track_id(tiny_model, moving_face_video):
+    results = list(Recognizer(tiny_model).stream(moving_face_video))
     assert len(results) == 24
     ids = {face.track_id for r in results for face in r.faces}
     assert len(ids) == 1  # (ids of tentative tracks that never got reported are skipped)
@@ -137,7 +112,7 @@ def test_moving_face_keeps_one_track_id(model, moving_face_video):
     assert results[5].time_s == pytest.approx(5 / 12)
 
 
-def test_a_detection_the_second_look_misses_waits_for_a_second_frame(model, moving_face_video):
+def test_a_detection_the_second_look_misses_waits_for_a_second_frame(tiny_model, moving_face_video):
     """A detector that fires on the whole frame but never in the window around the box
     (like a false detection on a texture): hysteresis holds it back for one frame."""
 
@@ -147,12 +122,12 @@ def test_a_detection_the_second_look_misses_waits_for_a_second_frame(model, movi
         def detect(self, image, face_sizes=None):
             return [] if face_sizes else [Detection((100, 60, 80, 80))]
 
-    results = list(Recognizer(model, detector=WholeFrameOnly()).stream(moving_face_video))
+    results = list(Recognizer(tiny_model, detector=WholeFrameOnly()).stream(moving_face_video))
     assert [len(r.faces) for r in results[:3]] == [0, 1, 1]
 
 
-def test_a_scene_cut_ends_the_track_and_the_next_shot_starts_a_new_one(model, cut_video):
-    results = list(Recognizer(model).stream(cut_video))
+def test_a_scene_cut_ends_the_track_and_the_next_shot_starts_a_new_one(tiny_model, cut_video):
+    results = list(Recognizer(tiny_model).stream(cut_video))
     ids = [[f.track_id for f in r.faces] for r in results]
     before = {i for frame in ids[:10] for i in frame}
     after = {i for frame in ids[10:] for i in frame}
@@ -161,7 +136,7 @@ def test_a_scene_cut_ends_the_track_and_the_next_shot_starts_a_new_one(model, cu
     assert all(r.source == str(cut_video) for r in results)  # video rows name their source
 
 
-def test_a_box_inside_a_larger_face_is_not_a_face_of_its_own(model):
+def test_a_box_inside_a_larger_face_is_not_a_face_of_its_own(tiny_model):
     """Detectors also fire on a part of a face (mouth and chin): such boxes are dropped,
     two faces side by side are kept."""
     face, mouth, other = (100, 100, 120, 120), (130, 160, 60, 60), (260, 100, 100, 100)
@@ -172,26 +147,26 @@ def test_a_box_inside_a_larger_face_is_not_a_face_of_its_own(model):
         def detect(self, image, face_sizes=None):
             return [Detection(mouth, 0.9), Detection(face), Detection(other)]
 
-    faces = Recognizer(model, detector=Fixed()).predict(np.zeros((300, 400, 3), np.uint8))
+    faces = Recognizer(tiny_model, detector=Fixed()).predict(np.zeros((300, 400, 3), np.uint8))
     assert sorted(f.box for f in faces) == [face, other]
 
 
-def test_faces_are_aligned_by_default_and_the_box_crop_stays_available(model):
+def test_faces_are_aligned_by_default_and_the_box_crop_stays_available(tiny_model):
     image = read_image(sample_image())
-    aligned, boxed = Recognizer(model), Recognizer(model, align="box")
+    aligned, boxed = Recognizer(tiny_model), Recognizer(tiny_model, align="box")
     assert aligned.preprocessing.align == "template" and boxed.preprocessing.align == "box"
     (found,) = aligned.detect(image)
     assert not np.array_equal(aligned.crop(image, found), boxed.crop(image, found))
 
 
-def test_equalize_is_on_by_default_and_can_follow_the_model(model):
-    assert Recognizer(model).preprocessing.equalize is True
-    assert Recognizer(model, equalize=False).preprocessing.equalize is False
-    assert Recognizer(model, equalize=None).preprocessing == PREP
+def test_equalize_is_on_by_default_and_can_follow_the_model(tiny_model):
+    assert Recognizer(tiny_model).preprocessing.equalize is True
+    assert Recognizer(tiny_model, equalize=False).preprocessing.equalize is False
+    assert Recognizer(tiny_model, equalize=None).preprocessing == TINY_PREP
 
 
-def test_video_outputs_round_trip(model, moving_face_video, tmp_path):
-    summary = record(Recognizer(model), moving_face_video, tmp_path, gif=True)
+def test_video_outputs_round_trip(tiny_model, moving_face_video, tmp_path):
+    summary = record(Recognizer(tiny_model), moving_face_video, tmp_path, gif=True)
     assert summary.frames == 24 and not summary.interrupted
     video = cv2.VideoCapture(str(tmp_path / "moving_annotated.mp4"))
     assert int(video.get(cv2.CAP_PROP_FRAME_COUNT)) == 24
@@ -215,8 +190,8 @@ def test_video_outputs_round_trip(model, moving_face_video, tmp_path):
     assert not list(tmp_path.glob("*.part*"))
 
 
-def test_ctrl_c_keeps_what_was_written(model, moving_face_video, tmp_path):
-    recognizer = Recognizer(model)
+def test_ctrl_c_keeps_what_was_written(tiny_model, moving_face_video, tmp_path):
+    recognizer = Recognizer(tiny_model)
     frames = recognizer.frames
 
     def interrupted(source):
@@ -244,13 +219,13 @@ def _cli(capsys, *args):
     return exit_info.value.code or 0, captured.out, captured.err
 
 
-def test_cli_predict_folder_lists_failures(checkpoint, tmp_path, capsys):
+def test_cli_predict_folder_lists_failures(tiny_checkpoint, tmp_path, capsys):
     images = tmp_path / "images"
     images.mkdir()
     cv2.imwrite(str(images / "astronaut.jpg"), read_image(sample_image()))
     (images / "broken.png").write_bytes(b"junk")
     out = tmp_path / "out"
-    code, stdout, stderr = _cli(capsys, "predict", images, "--out", out, "--model", checkpoint)
+    code, stdout, stderr = _cli(capsys, "predict", images, "--out", out, "--model", tiny_checkpoint)
     assert code == 0, stderr
     assert "broken.png" in stdout and "astronaut.jpg" in stdout
     assert (out / "annotated" / "0000_astronaut.jpg").is_file()
@@ -258,9 +233,9 @@ def test_cli_predict_folder_lists_failures(checkpoint, tmp_path, capsys):
     assert summary["images"][0]["faces"] == 1 and summary["failures"][0]["file"].endswith("png")
 
 
-def test_cli_predict_bad_input_is_one_line_error(tmp_path, checkpoint, capsys):
+def test_cli_predict_bad_input_is_one_line_error(tmp_path, tiny_checkpoint, capsys):
     missing = tmp_path / "nope.mp4"
-    code, _, stderr = _cli(capsys, "predict", missing, "--model", checkpoint)
+    code, _, stderr = _cli(capsys, "predict", missing, "--model", tiny_checkpoint)
     assert code == 1
     assert stderr.strip().splitlines() == [
         f"ferkit: error: no such file or folder: {tmp_path / 'nope.mp4'}"
@@ -276,11 +251,8 @@ def test_demo_model_choice_says_what_it_uses(tmp_path, monkeypatch):
     monkeypatch.setattr(checkpoint_module, "shipped_aliases", lambda: {})
     untrained = choose_model(runs=tmp_path)
     assert not untrained.trained and "UNTRAINED" in untrained.description
-    torch.manual_seed(0)
-    net = create_model("mini_xception")
     for name, accuracy in (("worse", 0.30), ("better", 0.55)):
-        save_checkpoint(tmp_path / name / "best.pt", net, arch="mini_xception", arch_kwargs={},
-                        preprocessing=PREP, metrics={"val_acc": accuracy})  # fmt: skip
+        save_tiny_checkpoint(tmp_path / name / "best.pt", metrics={"val_acc": accuracy})
     chosen = choose_model(runs=tmp_path)
     assert chosen.trained and "better" in chosen.description and "55.0%" in chosen.description
     assert "NO SHIPPED WEIGHTS" in chosen.description

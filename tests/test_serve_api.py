@@ -13,7 +13,6 @@ from dataclasses import asdict
 import cv2
 import numpy as np
 import pytest
-import torch
 
 pytest.importorskip("fastapi")
 pytest.importorskip("multipart")
@@ -23,28 +22,16 @@ from starlette.websockets import WebSocketDisconnect  # noqa: E402
 from ferkit.infer.demo import sample_image  # noqa: E402
 from ferkit.infer.smoothing import SmoothingConfig  # noqa: E402
 from ferkit.labels import EMOTIONS  # noqa: E402
-from ferkit.models.checkpoint import Checkpoint, save_checkpoint  # noqa: E402
-from ferkit.models.registry import create_model  # noqa: E402
-from ferkit.preprocess import Preprocessing  # noqa: E402
 from ferkit.serve.app import create_app, is_loopback  # noqa: E402
 from ferkit.serve.limits import Limits  # noqa: E402
+
+from conftest import save_tiny_checkpoint, tiny_net  # noqa: E402
 
 PHOTO = sample_image().read_bytes()  # 400×400 JPEG with one face
 
 
-def tiny_model():
-    """A small untrained classifier with ferkit metadata (shared with the browser test)."""
-    torch.manual_seed(0)
-    net = torch.nn.Sequential(
-        torch.nn.Conv2d(1, 4, 5, stride=4), torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(1),
-        torch.nn.Flatten(), torch.nn.Linear(4, 7),
-    ).eval()  # fmt: skip
-    net.ferkit = Checkpoint(arch="tiny", class_names=EMOTIONS, preprocessing=Preprocessing())
-    return net
-
-
 def client_for(**limits) -> TestClient:
-    return TestClient(create_app(tiny_model(), limits=Limits(**limits)))
+    return TestClient(create_app(tiny_net(), limits=Limits(**limits)))
 
 
 @pytest.fixture(scope="module")
@@ -225,7 +212,7 @@ def test_cors_is_off_by_default_and_can_be_allowed():
     origin = {"Origin": "http://elsewhere.example"}
     with client_for() as c:
         assert "access-control-allow-origin" not in c.get("/api/health", headers=origin).headers
-    app = create_app(tiny_model(), cors_origins=["http://elsewhere.example"])
+    app = create_app(tiny_net(), cors_origins=["http://elsewhere.example"])
     with TestClient(app) as c:
         allowed = c.get("/api/health", headers=origin).headers
         assert allowed["access-control-allow-origin"] == "http://elsewhere.example"
@@ -342,9 +329,7 @@ def test_stream_connection_limit():
 
 # ------------------------------------------------------------------ model choice and CLI
 def test_model_by_path_and_fallback(tmp_path, monkeypatch):
-    torch.manual_seed(0)
-    path = save_checkpoint(tmp_path / "m.pt", create_model("mini_xception"), arch="mini_xception",
-                           arch_kwargs={}, preprocessing=Preprocessing())  # fmt: skip
+    path = save_tiny_checkpoint(tmp_path / "m.pt")
     with TestClient(create_app(str(path))) as c:
         assert c.get("/api/health").json()["model"] == f"{path} (chosen explicitly)"
         assert upload(c, PHOTO).status_code == 200
@@ -379,9 +364,7 @@ def test_cli_serve_defaults_to_loopback(tmp_path, monkeypatch):
     import ferkit.serve.app as serve_app
     from ferkit.cli import app
 
-    torch.manual_seed(0)
-    path = save_checkpoint(tmp_path / "m.pt", create_model("mini_xception"), arch="mini_xception",
-                           arch_kwargs={}, preprocessing=Preprocessing())  # fmt: skip
+    path = save_tiny_checkpoint(tmp_path / "m.pt")
     calls, threads = [], []
     monkeypatch.setattr(serve_app, "run", lambda app, **kw: calls.append((app, kw)))
     monkeypatch.setattr("ferkit.infer.recognizer.set_threads", threads.append)

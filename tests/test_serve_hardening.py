@@ -24,7 +24,9 @@ from ferkit.errors import FerkitError  # noqa: E402
 from ferkit.serve.app import create_app  # noqa: E402
 from ferkit.serve.guard import OriginGuard  # noqa: E402
 from ferkit.serve.limits import Limits, MemoryBudget, image_cost  # noqa: E402
-from test_serve_api import PHOTO, client_for, png_header, tiny_model, upload  # noqa: E402
+from test_serve_api import PHOTO, client_for, png_header, upload  # noqa: E402
+
+from conftest import tiny_net  # noqa: E402
 
 
 def blank_png(width: int, height: int) -> bytes:
@@ -51,7 +53,7 @@ def test_concurrent_requests_decode_within_the_memory_budget():
     limits = Limits(max_upload_bytes=300_000, max_pixels=4_000_000, max_request_pixels=12_000_000,
                     decode_budget_bytes=image_cost(1, 12_000_000, 300_000))  # fmt: skip
     files = [("files", (f"{i}.png", image, "image/png")) for i in range(3)]
-    with TestClient(create_app(tiny_model(), limits=limits)) as c:
+    with TestClient(create_app(tiny_net(), limits=limits)) as c:
         c.post("/api/predict/batch", files=files[:1])  # warm up outside the measurement
         statuses = []
         tracemalloc.start()
@@ -125,7 +127,7 @@ def test_other_sites_pages_may_not_post_or_stream():
                 pass
         assert denied.value.status_code == 403
         assert "evil.example" in json.loads(denied.value.content)["detail"]
-    app = create_app(tiny_model(), cors_origins=["http://evil.example"])
+    app = create_app(tiny_net(), cors_origins=["http://evil.example"])
     with TestClient(app) as c, c.websocket_connect("/api/stream", headers=evil) as ws:
         assert ws.receive_json()["type"] == "hello"
 
@@ -156,7 +158,7 @@ def serve_live():
 
     def start(**limits) -> tuple[str, int]:
         limits = Limits(**limits)
-        app = create_app(tiny_model(), limits=limits)
+        app = create_app(tiny_net(), limits=limits)
         config = uvicorn.Config(app, http=guarded_protocol(limits), log_level="warning")
         server = uvicorn.Server(config)
         sock = socket.socket()
@@ -325,10 +327,10 @@ SERVER = """
 import os, resource, sys
 resource.setrlimit(resource.RLIMIT_NOFILE, (256, 256))
 sys.path.insert(0, {tests!r})
-from test_serve_api import tiny_model
+from conftest import tiny_net
 from ferkit.serve.app import create_app, run
 held = [open(os.devnull) for _ in range(130)]  # descriptors the process needs besides sockets
-run(create_app(tiny_model()), port=0)
+run(create_app(tiny_net()), port=0)
 """
 
 

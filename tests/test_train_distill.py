@@ -13,6 +13,8 @@ from ferkit.train.distill import CACHE, distilled_targets, teacher_probs
 from ferkit.train.trainer import train
 from synthetic_train import learnable_store
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 
 @pytest.fixture(scope="module")
 def store(tmp_path_factory):
@@ -21,7 +23,6 @@ def store(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def teacher(store, tmp_path_factory):
-    torch.set_num_threads(1)
     out = tmp_path_factory.mktemp("teacher") / "run"
     train(config(store, out, epochs=2))
     return out

@@ -23,13 +23,7 @@ from synthetic_train import learnable_store
 TIMING = ("images_per_s", "seconds")
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One torch thread: on a shared 2-core machine it is faster and the runs stay exact."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: faster here, runs stay exact
 
 
 @pytest.fixture(scope="module")
