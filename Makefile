@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.installed-$(subst $(comma),-,$(EXTRAS))
 # One setting for the real dataset; tests and benchmarks skip where it is absent.
 export FERKIT_FER2013 ?= $(abspath ../shared/data/fer2013/fer2013.tar.gz)
 
-.PHONY: install demo test bench lint clean postgres chromium
+.PHONY: install demo test bench lint clean postgres chromium screenshot
 
 install: $(STAMP)
 
@@ -48,6 +48,11 @@ chromium:
 			apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
 				apt-get install -y -qq --no-install-recommends chromium chromium-driver >/dev/null; \
 		else echo "chromium is not installed (and this is not root): the browser test will skip"; fi; }
+
+# README's picture of the web page (docs/serve.png), retaken by the browser test serving what
+# `ferkit serve` serves by default; `make test` never writes it, and fails while it is stale.
+screenshot: $(STAMP) chromium
+	FERKIT_SCREENSHOT=$(abspath docs/serve.png) $(BIN)/python -m pytest -q tests/test_serve_browser.py
 
 bench: $(STAMP)
 	@for script in benchmarks/[!_]*.py; do \

@@ -5,13 +5,17 @@ emotion label must appear over the video; then a photo upload must show one too.
 
 Where the browser cannot start this skips with the reason, except under CI=true, where it
 fails (`make test` installs chromium). A screenshot is saved in the test's tmp folder.
+
+README's picture of the page (docs/serve.png) is this test's screenshot: `make screenshot`
+runs it with FERKIT_SCREENSHOT=docs/serve.png, serving what `ferkit serve` serves by default
+(the shipped model) instead of the tiny network, and records the page's model line in the
+PNG; `test_the_readme_picture_shows_the_model_ferkit_serve_serves` fails once it is stale.
 """
 
 from __future__ import annotations
 
 import os
 import re
-import shutil
 import socket
 import threading
 import time
@@ -34,12 +38,17 @@ from ferkit.infer.demo import sample_image  # noqa: E402
 from ferkit.infer.frames import read_image  # noqa: E402
 from ferkit.labels import EMOTIONS  # noqa: E402
 from ferkit.serve.app import create_app  # noqa: E402
-from test_serve_api import tiny_model  # noqa: E402
+
+from conftest import tiny_net  # noqa: E402
 
 CHROMIUM = os.environ.get("FERKIT_CHROMIUM", "/usr/bin/chromium")
 CHROMEDRIVER = os.environ.get("FERKIT_CHROMEDRIVER", "/usr/bin/chromedriver")
 LABEL = re.compile(rf"^(#\d+ )?({'|'.join(EMOTIONS)}) [01]\.\d\d$")
 WAIT_S = 40
+ROOT = Path(__file__).resolve().parents[1]
+PICTURE = ROOT / "docs" / "serve.png"  # README's picture of the page
+SCREENSHOT = os.environ.get("FERKIT_SCREENSHOT")  # `make screenshot`: where to write it
+MODEL_KEY = "ferkit:model"  # the PNG text chunk with the page's model line
 
 
 def write_y4m(path: Path, frames: list[np.ndarray], fps: int = 10) -> Path:
@@ -68,9 +77,11 @@ def camera_video(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def server_url():
-    """The app on a real uvicorn server in a background thread, on a free loopback port."""
-    app = create_app(tiny_model())
+def server():
+    """The app on a real uvicorn server in a background thread, on a free loopback port:
+    (its URL, the description of the model it serves). It serves the tiny untrained network,
+    or for README's picture what `ferkit serve` serves by default."""
+    app = create_app(None if SCREENSHOT else tiny_net())
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
@@ -80,7 +91,7 @@ def server_url():
     while not server.started and thread.is_alive() and time.monotonic() < deadline:
         time.sleep(0.05)
     assert server.started, "uvicorn did not start"
-    yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+    yield f"http://127.0.0.1:{sock.getsockname()[1]}", app.state.engine.choice.description
     server.should_exit = True
     thread.join(timeout=10)
     sock.close()
@@ -136,12 +147,30 @@ def _wait_for_face(driver, overlay: str) -> dict:
         pytest.fail(f"no face box in #{overlay} after {WAIT_S}s; status {status!r}; console {logs}")
 
 
-def test_webcam_page_shows_face_boxes_and_labels(browser, server_url, tmp_path):
-    browser.get(server_url + "/")
+def save_picture(shot: Path, dest: Path, model_line: str, width: int = 960) -> None:
+    """README's picture: the screenshot, `width` pixels wide in 256 colours (a fifth of the
+    bytes), with the page's model line in a PNG text chunk; written atomically."""
+    from PIL import Image, PngImagePlugin
+
+    from ferkit.files import atomic_path
+
+    info = PngImagePlugin.PngInfo()
+    info.add_text(MODEL_KEY, model_line)
+    with Image.open(shot) as image, atomic_path(dest) as tmp:
+        size = (width, round(image.height * width / image.width))
+        small = image.convert("RGB").resize(size, Image.Resampling.LANCZOS)
+        small.quantize(256).save(tmp, pnginfo=info, optimize=True)
+
+
+def test_webcam_page_shows_face_boxes_and_labels(browser, server, tmp_path):
+    url, description = server
+    browser.get(url + "/")
     WebDriverWait(browser, 20).until(
         lambda d: d.find_element(By.ID, "model").text != "loading model…"
     )
-    assert "Sequential given by the caller" in browser.find_element(By.ID, "model").text
+    model_line = browser.find_element(By.ID, "model").text
+    assert model_line == f"model: {description}"
+    assert SCREENSHOT or description == "Sequential given by the caller"
     browser.find_element(By.ID, "start").click()
 
     face = _wait_for_face(browser, "overlay")
@@ -168,10 +197,24 @@ def test_webcam_page_shows_face_boxes_and_labels(browser, server_url, tmp_path):
     assert LABEL.match(photo_face["label"]) and photo_face["bars"] == list(EMOTIONS)
     assert "1 face(s)" in browser.find_element(By.ID, "photo-status").text
 
-    time.sleep(1.0)  # let the timeline gather a few more points for the picture
+    time.sleep(5.0 if SCREENSHOT else 1.0)  # let the timeline gather a few more points
     shot = tmp_path / "ferkit-serve-page.png"
     assert browser.save_screenshot(str(shot)) and shot.stat().st_size > 10_000
-    if os.environ.get("FERKIT_SCREENSHOT"):  # refresh the README picture on request
-        shutil.copy(shot, os.environ["FERKIT_SCREENSHOT"])
     severe = [e["message"] for e in browser.get_log("browser") if e["level"] == "SEVERE"]
     assert not severe, severe
+    if SCREENSHOT:  # `make screenshot`: README's picture, from this very page
+        save_picture(shot, Path(SCREENSHOT), model_line)
+
+
+def test_the_readme_picture_shows_the_model_ferkit_serve_serves(monkeypatch):
+    """docs/serve.png is retaken by `make screenshot` (the test above, serving what
+    `ferkit serve` serves by default); when that model changes, the picture is stale."""
+    from PIL import Image
+
+    from ferkit.infer.loading import choose_model
+
+    monkeypatch.delenv("FERKIT_MODEL", raising=False)
+    with Image.open(PICTURE) as picture:
+        shown = picture.text.get(MODEL_KEY)
+    served = f"model: {choose_model().description}"
+    assert shown == served, f"{PICTURE} shows {shown!r}, not {served!r}: run `make screenshot`"
