@@ -34,6 +34,7 @@ from ferkit.errors import ConfigError, ModelError
 from ferkit.files import atomic_path, sha256_file
 from ferkit.infer.backends import ONNX_FORMAT as FORMAT
 from ferkit.infer.backends import ONNX_INPUT as INPUT_NAME
+from ferkit.infer.backends import onnx_metadata
 from ferkit.paths import DEFAULT_STORE
 from ferkit.preprocess import Preprocessing, normalize
 
@@ -100,10 +101,7 @@ def read_metadata(path: str | Path) -> dict:
     import onnx
 
     proto = onnx.load(str(path), load_external_data=False)
-    props = {p.key: p.value for p in proto.metadata_props}
-    if props.get("format") != json.dumps(FORMAT):
-        raise ModelError(f"{path}: not a ferkit ONNX export (no ferkit metadata)")
-    return {key: json.loads(value) for key, value in props.items()}
+    return onnx_metadata({p.key: p.value for p in proto.metadata_props}, path)
 
 
 def default_output(source: Path, int8: bool) -> Path:

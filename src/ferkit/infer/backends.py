@@ -12,6 +12,7 @@ care which one runs; `ferkit.infer.loading.open_classifier` decides which one do
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
@@ -30,6 +31,14 @@ from ferkit.preprocess import Preprocessing, normalize
 # `format` metadata entry that marks an .onnx file as a ferkit export.
 ONNX_FORMAT = "ferkit-onnx"
 ONNX_INPUT = "faces"
+
+
+def onnx_metadata(props, name) -> dict:
+    """The ferkit metadata of an exported .onnx file from its metadata properties (strings
+    holding JSON), decoded; `ModelError` naming `name` where it is not a ferkit export."""
+    if props.get("format") != json.dumps(ONNX_FORMAT):
+        raise ModelError(f"{name}: not a ferkit ONNX export; create one with `ferkit export`")
+    return {key: json.loads(value) for key, value in props.items()}
 
 
 @runtime_checkable
@@ -122,8 +131,6 @@ class OnnxClassifier:
         calibrated: bool = True,
         tta: bool = True,
     ) -> None:
-        import json
-
         import onnxruntime as ort
 
         name = "<bytes>" if isinstance(model, bytes) else str(model)
@@ -142,10 +149,7 @@ class OnnxClassifier:
         except Exception as error:  # onnxruntime raises its own untyped errors
             first = (str(error).strip().splitlines() or [""])[0]
             raise ModelError(f"{name}: ONNX Runtime cannot load it ({first})") from error
-        meta = self.session.get_modelmeta().custom_metadata_map
-        if meta.get("format") != json.dumps(ONNX_FORMAT):
-            raise ModelError(f"{name}: not a ferkit ONNX export; create one with `ferkit export`")
-        self.metadata = {key: json.loads(value) for key, value in meta.items()}
+        self.metadata = onnx_metadata(self.session.get_modelmeta().custom_metadata_map, name)
         self.class_names: tuple[str, ...] = tuple(self.metadata["class_names"])
         self.preprocessing = Preprocessing.from_dict(self.metadata["preprocessing"])
         self.batch_size = batch_size

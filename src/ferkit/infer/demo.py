@@ -13,12 +13,12 @@ that is announced as UNTRAINED (`ferkit.infer.loading.choose_model` decides, for
 
 from __future__ import annotations
 
-import os
 from importlib import resources
 from pathlib import Path
 
 import numpy as np
 
+from ferkit.files import atomic_path
 from ferkit.infer.loading import choose_model
 
 
@@ -37,20 +37,21 @@ def make_clip(path: Path, seconds: float = 4.0, fps: float = 15.0, size=(640, 48
     width, height = size
     frames = int(round(seconds * fps))
     fourcc = cv2.VideoWriter_fourcc(*"mp4v")
-    part = path.with_name(f"{path.stem}.part{path.suffix}")
-    writer = cv2.VideoWriter(str(part), fourcc, fps, size)
     background = cv2.resize(cv2.GaussianBlur(portrait, (0, 0), 25), size)
-    for i in range(frames):
-        t = i / max(frames - 1, 1)
-        side = int(height * (0.75 + 0.25 * np.sin(np.pi * t)))  # zoom in and back out
-        scaled = cv2.resize(portrait, (side, side), interpolation=cv2.INTER_AREA)
-        x = int((width - side) * t)  # pan from left to right
-        y = (height - side) // 2
-        frame = background.copy()
-        frame[y : y + side, x : x + side] = scaled
-        writer.write(frame)
-    writer.release()
-    os.replace(part, path)
+    with atomic_path(path) as part:
+        writer = cv2.VideoWriter(str(part), fourcc, fps, size)
+        try:
+            for i in range(frames):
+                t = i / max(frames - 1, 1)
+                side = int(height * (0.75 + 0.25 * np.sin(np.pi * t)))  # zoom in and back out
+                scaled = cv2.resize(portrait, (side, side), interpolation=cv2.INTER_AREA)
+                x = int((width - side) * t)  # pan from left to right
+                y = (height - side) // 2
+                frame = background.copy()
+                frame[y : y + side, x : x + side] = scaled
+                writer.write(frame)
+        finally:
+            writer.release()
     return path
 
 

@@ -103,6 +103,7 @@ def weights_dir() -> Path:
 
 
 ENSEMBLE_SUFFIX = ".ensemble.json"
+ENSEMBLE_FORMAT = "ferkit-ensemble"  # the "format" of an ensemble file
 
 
 def shipped_models() -> list[str]:
@@ -139,7 +140,7 @@ def read_ensemble(path: Path) -> dict:
     except (OSError, ValueError) as error:
         raise ModelError(f"{path}: not a readable ensemble file ({error})") from error
     members = data.get("members") if isinstance(data, dict) else None
-    if data.get("format") != "ferkit-ensemble" or not members or not isinstance(members, list):
+    if data.get("format") != ENSEMBLE_FORMAT or not members or not isinstance(members, list):
         raise ModelError(f"{path}: not a ferkit ensemble file (format + members expected)")
     folder = Path(path).parent
     # A bare name is a shipped model; anything else a path relative to the ensemble file.

@@ -5,7 +5,7 @@ A preset says what the original study did and how ferkit repeats it:
     study:      title, number, source (what the original was), reported (its numbers and
                 the split they refer to), differs (what ferkit does differently, and why)
     train:      a `ferkit train` config (the TrainConfig schema; data.path and out are set
-                by the runner)
+                by `ferkit.studies.reproduce`)
     tune:       optional, an Optuna search run before the final training (study 1)
     pretrained: optional, the model whose ImageNet weights the user may pass as a local file
     recognize:  instead of train: recognition settings driven with another study's model

@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from ferkit.config import DistillConfig
 from ferkit.errors import ConfigError
 from ferkit.files import atomic_path
+from ferkit.models.temperature import flip_average
 from ferkit.preprocess import normalize
 
 logger = logging.getLogger(__name__)
@@ -58,9 +59,7 @@ def teacher_probs(
     for start in range(0, len(images), batch_size):
         x = normalize(images[start : start + batch_size], meta.preprocessing)
         with context:
-            logits = torch.cat([model(x), model(x.flip(-1))]).float()
-        probs = logits.softmax(1)
-        out[start : start + len(x)] = (probs[: len(x)] + probs[len(x) :]) / 2
+            out[start : start + len(x)] = flip_average(lambda f: model(f).float().softmax(1), x)
     return out
 
 
