@@ -10,25 +10,13 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-import torch
 from typer.testing import CliRunner
 
 from ferkit.cli import app
 from ferkit.infer.demo import sample_image
 from ferkit.infer.faces import TurnedSearch
-from ferkit.models.checkpoint import save_checkpoint
-from ferkit.models.registry import create_model
-from ferkit.preprocess import Preprocessing
 
 ROLL = 35.0  # Haar's frontal cascade finds the astronaut's head upright, not rolled this far
-
-
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory) -> Path:
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("ckpt") / "m.pt"
-    return save_checkpoint(path, create_model("mini_xception"), arch="mini_xception",
-                           arch_kwargs={}, preprocessing=Preprocessing())  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -68,8 +56,8 @@ def faces_found(out: Path) -> int:
         return len(list(csv.DictReader(handle)))
 
 
-def test_predict_finds_a_rolled_head_only_with_the_flag(checkpoint, rolled, tmp_path, angles):
-    common = ["predict", rolled, "--model", checkpoint, "--no-video"]
+def test_predict_finds_a_rolled_head_only_with_the_flag(tiny_checkpoint, rolled, tmp_path, angles):
+    common = ["predict", rolled, "--model", tiny_checkpoint, "--no-video"]
     result = invoke(*common, "--out", tmp_path / "plain")
     assert result.exit_code == 0, result.output
     assert faces_found(tmp_path / "plain") == 0 and angles == []
@@ -79,21 +67,25 @@ def test_predict_finds_a_rolled_head_only_with_the_flag(checkpoint, rolled, tmp_
     assert angles == [(-ROLL, ROLL)]
 
 
-def test_explain_and_evaluate_folder_use_the_turned_search(checkpoint, rolled, tmp_path, angles):
-    result = invoke("explain", checkpoint, rolled, "--out", tmp_path / "x", "--turned-search", "30")
+def test_explain_and_evaluate_folder_use_the_turned_search(
+    tiny_checkpoint, rolled, tmp_path, angles
+):
+    result = invoke(
+        "explain", tiny_checkpoint, rolled, "--out", tmp_path / "x", "--turned-search", "30"
+    )
     assert result.exit_code == 0, result.output
     assert angles == [(30.0,)]
     folder = tmp_path / "labelled" / "happy"
     folder.mkdir(parents=True)
     (folder / "a.png").write_bytes(rolled.read_bytes())
-    result = invoke("evaluate", checkpoint, "--folder", folder.parent, "--out", tmp_path / "e",
+    result = invoke("evaluate", tiny_checkpoint, "--folder", folder.parent, "--out", tmp_path / "e",
                     "--no-calibrate", "--turned-search", f"{-ROLL},{ROLL}")  # fmt: skip
     assert result.exit_code == 0, result.output
     assert angles[1:] == [(-ROLL, ROLL)]
     assert "a face in 1 of 1" in " ".join(result.output.split())
 
 
-def test_serve_and_batch_pass_the_angles_on(checkpoint, rolled, tmp_path, angles, monkeypatch):
+def test_serve_and_batch_pass_the_angles_on(tiny_checkpoint, rolled, tmp_path, angles, monkeypatch):
     pytest.importorskip("fastapi")
     import ferkit.batch
     import ferkit.serve.app as serve_app
@@ -101,7 +93,7 @@ def test_serve_and_batch_pass_the_angles_on(checkpoint, rolled, tmp_path, angles
 
     served = []
     monkeypatch.setattr(serve_app, "run", lambda app, **kw: served.append(app))
-    result = invoke("serve", "--model", checkpoint, "--turned-search", "-20,20")
+    result = invoke("serve", "--model", tiny_checkpoint, "--turned-search", "-20,20")
     assert result.exit_code == 0, result.output
     assert served[0].state.engine.recognizer.detector.angles == (-20.0, 20.0)
     runs = []
@@ -111,7 +103,7 @@ def test_serve_and_batch_pass_the_angles_on(checkpoint, rolled, tmp_path, angles
         return ferkit.batch.BatchReport(Path(out), "r", processed=list(sources))
 
     monkeypatch.setattr(ferkit.batch, "run_batch", run_batch)
-    result = invoke("batch", rolled, "--out", tmp_path / "b", "--model", checkpoint,
+    result = invoke("batch", rolled, "--out", tmp_path / "b", "--model", tiny_checkpoint,
                     "--turned-search", "-15,15")  # fmt: skip
     assert result.exit_code == 0, result.output
     detector = build_recognizer(runs[0]).detector  # what each worker builds
@@ -127,7 +119,7 @@ def test_serve_and_batch_pass_the_angles_on(checkpoint, rolled, tmp_path, angles
         (["--turned-search", "20", "--detector", "none"], "needs a detector"),
     ],
 )
-def test_bad_angles_are_one_line_errors(checkpoint, rolled, tmp_path, flags, message):
-    result = invoke("predict", rolled, "--model", checkpoint, "--out", tmp_path, *flags)
+def test_bad_angles_are_one_line_errors(tiny_checkpoint, rolled, tmp_path, flags, message):
+    result = invoke("predict", rolled, "--model", tiny_checkpoint, "--out", tmp_path, *flags)
     assert result.exit_code == 1
     assert message in str(result.exception or result.output)
