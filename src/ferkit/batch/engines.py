@@ -14,7 +14,8 @@ counts come through a `multiprocessing` queue.
 Ray: `ray.init(address)` joins a running cluster (its workers must have ferkit installed and
 see DIR at the same path: a shared file system), or starts one on this machine with
 `workers` CPUs and shuts it down at the end. One actor per CPU (`RayWorker`) runs the tasks
-(its model stays loaded), counts go to a small actor (`FrameCounter`) the driver empties.
+(its model stays loaded) and keeps its frame counts until the driver takes them (a method
+of its own concurrency group, so it answers while a task runs; no extra process).
 A cluster this run starts gives its workers the driver's priority, as the pool's workers
 have (Ray lowers workers' priority by 15 nice levels by default, which on a busy or
 fully used machine hands their CPU time to anything else). An address nothing listens on
@@ -163,13 +164,12 @@ def _ray(tasks: Iterable[Task], workers: int, address: str | None,
             "logs: /tmp/ray/session_latest/logs; on a very busy machine Ray's agents can start "
             "too slowly for it, ray-project/ray#65983)"
         ) from None
-    counter = None
+    pool: list = []
     try:
         slots = max(1, int(ray.cluster_resources().get("CPU", workers)))
-        if on_frames:
-            counter = ray.remote(num_cpus=0)(FrameCounter).remote()
-        actor = ray.remote(num_cpus=1, max_restarts=0, max_task_retries=0)(RayWorker)
-        pool = [actor.remote(counter) for _ in range(slots)]
+        actor = ray.remote(num_cpus=1, max_restarts=0, max_task_retries=0,
+                           concurrency_groups={"progress": 1})(RayWorker)  # fmt: skip
+        pool = [actor.remote(bool(on_frames)) for _ in range(slots)]
         load = [0] * slots
         queue = iter(tasks)
         running: dict = {}  # ref → (task, slot, the actor it went to)
@@ -183,9 +183,9 @@ def _ray(tasks: Iterable[Task], workers: int, address: str | None,
                 load[slot] += 1
             if not running:
                 return
-            timeout = POLL_S if counter is not None else None
+            timeout = POLL_S if on_frames else None
             ready, _ = ray.wait(list(running), num_returns=1, timeout=timeout)
-            _drain_counter(ray, counter, on_frames)
+            _take_counts(ray, pool, on_frames)
             for ref in ready:
                 task, slot, worker = running.pop(ref)
                 load[slot] -= 1
@@ -193,55 +193,50 @@ def _ray(tasks: Iterable[Task], workers: int, address: str | None,
                     yield ray.get(ref)
                 except ray.exceptions.RayError as error:
                     if isinstance(error, ray.exceptions.RayActorError) and pool[slot] is worker:
-                        pool[slot] = actor.remote(counter)  # a dead worker: start another
+                        pool[slot] = actor.remote(bool(on_frames))  # a dead worker: another
                     first = str(error).strip().splitlines()[0] if str(error).strip() else ""
                     yield _failed(task, f"Ray: {type(error).__name__}: {first}")
     finally:
         try:
-            _drain_counter(ray, counter, on_frames)  # counts the workers sent last
+            _take_counts(ray, pool, on_frames)  # counts of the last tasks
         finally:
             ray.shutdown()
 
 
-def _drain_counter(ray, counter, on_frames) -> None:
-    if counter is not None:
-        for task, frames in ray.get(counter.take.remote()):
+def _take_counts(ray, pool: list, on_frames) -> None:
+    if not on_frames or not pool:
+        return
+    for call in [w.take.options(concurrency_group="progress").remote() for w in pool]:
+        try:
+            counts = ray.get(call)
+        except ray.exceptions.RayError:  # a dead worker: its tasks fail, its counts go
+            continue
+        for task, frames in counts:
             on_frames(task, frames)
 
 
 class RayWorker:
     """A Ray actor per CPU: runs tasks one after another in one process, so the model is
-    loaded once (`task.recognizer_for`), and sends frame counts to `counter`."""
+    loaded once (`task.recognizer_for`), and keeps the frame counts of its tasks until
+    the driver `take`s them (from another thread: the "progress" concurrency group)."""
 
-    def __init__(self, counter=None) -> None:
-        sent = []
+    def __init__(self, progress: bool = False) -> None:
+        import threading
 
-        def send(message):
-            sent[:] = [counter.add.remote(*message)]
+        self._lock = threading.Lock()
+        self._counts: dict = {}
+        if progress:
+            init_worker(self._add)
 
-        def end():  # the task's last count has arrived before its result is returned
-            import ray
-
-            if sent:
-                ray.get(sent.pop())
-
-        if counter is not None:
-            init_worker(send, end)
+    def _add(self, message) -> None:
+        task, frames = message
+        with self._lock:
+            self._counts[task] = self._counts.get(task, 0) + frames
 
     def run(self, task: Task) -> TaskResult:
         return run_task(task)
 
-
-class FrameCounter:
-    """A Ray actor that adds up the frame counts workers send, per task, until the driver
-    takes them (so it holds at most the tasks in flight)."""
-
-    def __init__(self) -> None:
-        self.counts: dict = {}
-
-    def add(self, task, frames: int) -> None:
-        self.counts[task] = self.counts.get(task, 0) + frames
-
     def take(self) -> list:
-        counts, self.counts = self.counts, {}
+        with self._lock:
+            counts, self._counts = self._counts, {}
         return list(counts.items())

@@ -4,8 +4,9 @@ the files done, failed and skipped.
 Workers count the frames they report and send the counts while they work, tagged with their
 task: at most every `SEND_EVERY_S` seconds and once when a task ends, so a worker sends a
 few small messages a second and never per-frame state (`FrameSender`; the local pool's
-workers send through a `multiprocessing` queue, Ray's to a small actor). The driver feeds
-them to `BatchProgress`, which also hears of each finished task and file.
+workers send through a `multiprocessing` queue, Ray's actors keep them until the driver
+asks). The driver feeds them to `BatchProgress`, which also hears of each finished task
+and file.
 
 The total is counted before any work starts: each video's frame count from its header
 (OpenCV's `CAP_PROP_FRAME_COUNT`; a time range its share of it), 1 per image. Headers can
@@ -29,16 +30,12 @@ TaskId = tuple[str, int]  # (file key, part)
 
 class FrameSender:
     """Worker side: counts a task's frames and hands them to `send((task_id, frames))` at
-    most every `every_s` seconds, the rest when the task ends (`flush`); `end()`, if
-    given, runs after that (Ray: wait until the last count has arrived)."""
+    most every `every_s` seconds, the rest when the task ends (`flush`)."""
 
     def __init__(
-        self,
-        send: Callable[[tuple[TaskId, int]], object],
-        end: Callable[[], None] | None = None,
-        every_s: float = SEND_EVERY_S,
+        self, send: Callable[[tuple[TaskId, int]], object], every_s: float = SEND_EVERY_S
     ) -> None:
-        self.send, self.end, self.every_s = send, end, every_s
+        self.send, self.every_s = send, every_s
         self.task: TaskId | None = None
         self.count, self.last = 0, 0.0
 

@@ -30,14 +30,13 @@ _RECOGNIZERS: dict[str, object] = {}  # one per settings, per worker process
 _SENDER = None  # this worker's FrameSender (progress), set by init_worker
 
 
-def init_worker(send=None, end=None) -> None:
+def init_worker(send=None) -> None:
     """Set up a worker process (the pool's initializer, a Ray actor's constructor): frame
-    counts of its tasks go to `send((task_id, frames))` (`ferkit.batch.progress`), and
-    `end()`, if given, runs after a task's last count is sent."""
+    counts of its tasks go to `send((task_id, frames))` (`ferkit.batch.progress`)."""
     from ferkit.batch.progress import FrameSender
 
     global _SENDER
-    _SENDER = FrameSender(send, end) if send is not None else None
+    _SENDER = FrameSender(send) if send is not None else None
 
 
 @dataclass
@@ -127,8 +126,6 @@ def run_task(task: Task) -> TaskResult:
     finally:
         if _SENDER is not None:
             _SENDER.flush()
-            if _SENDER.end is not None:
-                _SENDER.end()
     result.seconds = time.perf_counter() - start
     result.peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return result
