@@ -83,3 +83,30 @@ def test_shipped_ensemble_has_a_card_and_a_name(store, tmp_path, monkeypatch):
     assert classifier.temperature == pytest.approx(card["results"]["temperature"])
     with pytest.raises(ModelError, match="ensemble"):
         load_model("pair")
+
+
+def test_an_int8_ensemble_runs_its_members_int8_exports(store, tmp_path, monkeypatch):
+    from ferkit.export import export_onnx
+    from ferkit.infer.backends import OnnxClassifier
+
+    weights = tmp_path / "weights"
+    monkeypatch.setattr(checkpoint_module, "weights_dir", lambda: weights)
+    for seed, name in ((1, "one"), (2, "two")):
+        tiny(tmp_path / name / "best.pt", seed)
+        ship_model(tmp_path / name, name, data=store, command="train", dest=weights)
+    export_onnx("one", int8="static", data=store, check_samples=32)
+    with pytest.raises(ModelError, match="ferkit export two --int8"):
+        ship_ensemble(["one", "two"], "pair", data=store, int8=True)
+    export_onnx("two", int8="static", data=store, check_samples=32)
+
+    spec, card_path = ship_ensemble(["one", "two"], "pair", data=store, int8=True)
+    card = json.loads(card_path.read_text())
+    files = ["one.int8.onnx", "two.int8.onnx"]
+    assert json.loads(spec.read_text())["members"] == files == card["member_files"]
+    assert card["members"] == ["one", "two"]
+    ensemble = open_classifier("pair", calibrated=False)
+    assert all(isinstance(m, OnnxClassifier) for m in ensemble.members)
+    faces = stripes(np.arange(7), seed=5)
+    int8 = [open_classifier(weights / f"{n}.int8.onnx", calibrated=False) for n in ("one", "two")]
+    expected = sum(m.predict_proba(faces) for m in int8) / 2
+    np.testing.assert_allclose(ensemble.predict_proba(faces), expected, atol=1e-6)

@@ -10,7 +10,6 @@ import pytest
 from ferkit.files import sha256_file
 from ferkit.models.checkpoint import (
     load_model,
-    read_ensemble,
     shipped_ensembles,
     shipped_models,
     weights_dir,
@@ -100,11 +99,15 @@ def test_shipped_accuracy_reproduces_the_card(name, private_test, request):
 @pytest.mark.integration
 @pytest.mark.parametrize("name", ENSEMBLES)
 def test_shipped_ensemble_reproduces_its_card(name, private_test):
-    from ferkit.infer.loading import open_classifier
+    from ferkit.infer.loading import matching_export, open_classifier
 
     card = json.loads((weights_dir() / f"{name}.card.json").read_text())
-    members = read_ensemble(weights_dir() / f"{name}.ensemble.json")["members"]
-    assert members == card["members"] and all(m in SHIPPED for m in members)
+    listed = json.loads((weights_dir() / f"{name}.ensemble.json").read_text())["members"]
+    assert listed == card.get("member_files", card["members"])
+    assert all(m in SHIPPED for m in card["members"])
+    for member, file in zip(card["members"], listed, strict=True):
+        if file != member:  # a member's int8 export, made from exactly its shipped weights
+            assert file == f"{member}.int8.onnx" and matching_export(member, int8=True)
     faces, labels, _ = private_test
     probs = open_classifier(name).predict_proba(faces)
     accuracy = float((probs.argmax(1) == labels).mean())

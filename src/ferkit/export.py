@@ -35,6 +35,7 @@ from ferkit.files import atomic_path, sha256_file
 from ferkit.infer.backends import ONNX_FORMAT as FORMAT
 from ferkit.infer.backends import ONNX_INPUT as INPUT_NAME
 from ferkit.infer.backends import onnx_metadata
+from ferkit.infer.loading import INT8_SUFFIX, ONNX_SUFFIX
 from ferkit.paths import DEFAULT_STORE
 from ferkit.preprocess import Preprocessing, normalize
 
@@ -106,7 +107,7 @@ def read_metadata(path: str | Path) -> dict:
 
 def default_output(source: Path, int8: bool) -> Path:
     """`best.pt` → `best.onnx` (fp32) or `best.int8.onnx`, beside the checkpoint."""
-    return source.with_name(source.stem + (".int8.onnx" if int8 else ".onnx"))
+    return source.with_name(source.stem + (INT8_SUFFIX if int8 else ONNX_SUFFIX))
 
 
 def _default_store(model: nn.Module) -> Path | None:

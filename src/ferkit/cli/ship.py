@@ -71,6 +71,10 @@ def ship(
     half: Annotated[
         bool, typer.Option(help="store the large weights as float16 (half the bytes)")
     ] = True,
+    int8: Annotated[
+        bool,
+        typer.Option(help="ensemble: members run their shipped `ferkit export --int8` files"),
+    ] = False,
 ) -> None:
     """Package a trained model as shipped weights with a model card of measured results;
     several shipped models as an ensemble (`<name>.ensemble.json`) with its own card."""
@@ -78,7 +82,9 @@ def ship(
     from ferkit.ship import ship_ensemble, ship_model
 
     if len(sources) > 1:
-        written = ship_ensemble(sources, name, data=data, dest=dest)
+        written = ship_ensemble(sources, name, data=data, dest=dest, int8=int8)
+    elif int8:
+        raise ConfigError("--int8 is for ensembles; export one model with `ferkit export --int8`")
     elif command is None:
         raise ConfigError("--command is required: the training command that produced SOURCE")
     else:

@@ -37,6 +37,7 @@ from ferkit.infer.backends import (
 
 BACKENDS = ("auto", "torch", "onnx")
 ONNX_SUFFIX = ".onnx"
+INT8_SUFFIX = ".int8.onnx"  # `ferkit export --int8` beside its checkpoint
 FALLBACK_ARCH = "mini_xception"
 
 
@@ -104,11 +105,16 @@ def network_backend(spec) -> str:
 
 
 def matching_export(
-    spec: str | Path, batch_size: int = 256, calibrated: bool = True, tta: bool = True
+    spec: str | Path,
+    batch_size: int = 256,
+    calibrated: bool = True,
+    tta: bool = True,
+    int8: bool = False,
 ) -> OnnxClassifier | None:
-    """The fp32 `ferkit export` beside a checkpoint or shipped model as an `OnnxClassifier`,
-    where onnxruntime is installed and the export was made from exactly these weights (its
-    recorded sha256: an export left from before retraining is not used); else None.
+    """The fp32 `ferkit export` (int8: the `--int8` one, `NAME.int8.onnx`) beside a
+    checkpoint or shipped model as an `OnnxClassifier`, where onnxruntime is installed and
+    the export was made from exactly these weights (its recorded sha256: an export left from
+    before retraining is not used); else None.
 
     Same probabilities as PyTorch (parity checked by `ferkit export`) in a third of the
     time for one face (0.8 vs 2.6 ms with the shipped model on one CPU core), which is why
@@ -120,7 +126,7 @@ def matching_export(
     if importlib.util.find_spec("onnxruntime") is None:
         return None
     source = resolve_checkpoint(spec)
-    exported = source.with_suffix(ONNX_SUFFIX)
+    exported = source.with_suffix(INT8_SUFFIX if int8 else ONNX_SUFFIX)
     if not exported.is_file():
         return None
     try:
