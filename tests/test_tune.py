@@ -203,7 +203,12 @@ def test_killed_worker_trial_is_retried_and_resumed(store, tmp_path):
     worker = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     first = out / "trials" / "0000"
     deadline = time.monotonic() + 1800  # a bound for a hung worker, not a speed test
-    while not (first / "last.pt").exists() and worker.poll() is None:
+
+    def epochs_recorded() -> int:  # metrics.csv is written (atomically) after last.pt
+        metrics = first / "metrics.csv"
+        return len(list(csv.DictReader(metrics.open()))) if metrics.exists() else 0
+
+    while not ((first / "last.pt").exists() and epochs_recorded()) and worker.poll() is None:
         assert time.monotonic() < deadline, "the worker never finished an epoch"
         time.sleep(0.05)
     worker.send_signal(signal.SIGKILL)  # mid-trial: no chance to clean up
