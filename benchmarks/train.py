@@ -36,7 +36,7 @@ from ferkit.data.augment import Augmenter
 from ferkit.data.loader import BatchIterator, load_split
 from ferkit.data.store import write_store
 from ferkit.models.registry import create_model
-from ferkit.train.trainer import bf16_is_native_on_cpu
+from ferkit.train.precision import bf16_is_native_on_cpu
 
 AUGMENT = AugmentConfig(crop_padding=4, hflip=0.5, rotate=10.0, zoom=0.1, affine_p=0.5)
 

@@ -16,8 +16,9 @@ from ferkit.config import SchedulerConfig, TrainConfig, apply_overrides, load_co
 from ferkit.data.store import open_store
 from ferkit.errors import ConfigError
 from ferkit.models.checkpoint import load_checkpoint, load_model
+from ferkit.train.precision import resolve_amp
 from ferkit.train.schedule import EarlyStopping, LRSchedule
-from ferkit.train.trainer import class_weights, resolve_amp, train
+from ferkit.train.trainer import class_weights, train
 from synthetic_train import learnable_store
 
 TIMING = ("images_per_s", "seconds")

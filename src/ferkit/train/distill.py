@@ -18,7 +18,6 @@ not classify the training split again.
 from __future__ import annotations
 
 import logging
-from contextlib import nullcontext
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +29,7 @@ from ferkit.errors import ConfigError
 from ferkit.files import atomic_path
 from ferkit.models.temperature import flip_average
 from ferkit.preprocess import normalize
+from ferkit.train.precision import autocast
 
 logger = logging.getLogger(__name__)
 CACHE = "teacher_probs.npy"
@@ -55,10 +55,9 @@ def teacher_probs(
             f"training targets' {list(class_names)}"
         )
     out = torch.empty(len(images), len(class_names), device=images.device)
-    context = torch.autocast(images.device.type, amp) if amp is not None else nullcontext()
     for start in range(0, len(images), batch_size):
         x = normalize(images[start : start + batch_size], meta.preprocessing)
-        with context:
+        with autocast(images.device, amp):
             out[start : start + len(x)] = flip_average(lambda f: model(f).float().softmax(1), x)
     return out
 

@@ -7,22 +7,19 @@ writes the run folder (`config.yaml`, `metrics.csv`, `curves.png`, `best.pt`, `l
 `last.pt` carries everything needed to continue exactly: optimizer, scheduler, scaler,
 EMA, every rank's RNG and augmentation state, early stopping and the metric history, so
 `train(config, resume=True)` after an interruption ends with the same weights as a run
-that was never interrupted.
+that was never interrupted (what it carries and how it is read back: `train/state.py`; the
+autocast dtype: `train/precision.py`).
 """
 
 from __future__ import annotations
 
 import logging
 import math
-import os
-import random
 import time
 from collections.abc import Callable
-from contextlib import nullcontext
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -32,7 +29,7 @@ from ferkit.data.loader import BatchIterator, load_split
 from ferkit.data.targets import selection_labels
 from ferkit.errors import ConfigError
 from ferkit.hardware import cpu_flags
-from ferkit.models.checkpoint import load_checkpoint, save_checkpoint
+from ferkit.models.checkpoint import save_checkpoint
 from ferkit.models.registry import create_model
 from ferkit.models.temperature import flip_average
 from ferkit.paths import BEST, CONFIG_YAML, CURVES_PNG, LAST, METRICS_CSV
@@ -40,7 +37,9 @@ from ferkit.train import distributed as D
 from ferkit.train.distill import distilled_targets
 from ferkit.train.ema import ModelEma
 from ferkit.train.monitor import EpochStats, ProgressBar, TensorBoardLog, plot_curves, write_metrics
+from ferkit.train.precision import autocast, resolve_amp
 from ferkit.train.schedule import EarlyStopping, LRSchedule, build_optimizer
+from ferkit.train.state import load_initial_weights, restore, seed_everything, train_state
 
 logger = logging.getLogger(__name__)
 
@@ -74,34 +73,6 @@ class TrainResult:
         return self.run_dir / LAST
 
 
-def bf16_is_native_on_cpu() -> bool:
-    """True when the CPU computes bf16 in hardware; emulated bf16 is several times slower.
-
-    `FERKIT_CPU_BF16=0` (or `1`) overrides the detection: `amp: auto` then behaves as on a CPU
-    without (with) native bf16. The test suite sets 0, so its numbers do not depend on the CPU.
-    """
-    forced = os.environ.get("FERKIT_CPU_BF16", "").strip()
-    if forced in ("0", "1"):
-        return forced == "1"
-    try:
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):
-        return False
-
-
-def resolve_amp(amp: str, device: torch.device) -> torch.dtype | None:
-    """The autocast dtype for `amp` on `device` (None: full fp32)."""
-    if amp == "off":
-        return None
-    if amp == "auto":
-        if device.type == "cuda":
-            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-        return torch.bfloat16 if device.type == "cpu" and bf16_is_native_on_cpu() else None
-    if amp == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
-        raise ConfigError("amp=bf16 asked for, but this GPU has no bf16; use amp=fp16")
-    return torch.bfloat16 if amp == "bf16" else torch.float16
-
-
 def class_weights(counts: torch.Tensor, mode: str) -> torch.Tensor | None:
     """Loss weights from class counts: balanced = N / (K · n_c); sqrt = its square root."""
     if mode == "none":
@@ -113,46 +84,6 @@ def class_weights(counts: torch.Tensor, mode: str) -> torch.Tensor | None:
     if mode == "sqrt":
         weights = weights.sqrt()
     return weights.float()
-
-
-def _seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-
-
-def _rng_state(device: torch.device) -> dict:
-    """The global torch RNG (dropout); augmentation and shuffling have their own seeds."""
-    state = {"torch": torch.get_rng_state()}
-    if device.type == "cuda":
-        state["cuda"] = torch.cuda.get_rng_state(device)
-    return state
-
-
-def _set_rng_state(state: dict, device: torch.device) -> None:
-    torch.set_rng_state(state["torch"])
-    if "cuda" in state and device.type == "cuda":
-        torch.cuda.set_rng_state(state["cuda"], device)
-
-
-def _changed_keys(old: dict, new: dict, prefix: str = "") -> list[str]:
-    """Dotted keys whose values differ between two config dicts."""
-    keys = []
-    for key in sorted(set(old) | set(new)):
-        a, b = old.get(key), new.get(key)
-        if isinstance(a, dict) and isinstance(b, dict) and key != "args":
-            keys += _changed_keys(a, b, f"{prefix}{key}.")
-        elif a != b:
-            keys.append(f"{prefix}{key}")
-    return keys
-
-
-def _gather(obj, ctx: D.DistContext) -> list:
-    if not ctx.distributed:
-        return [obj]
-    out = [None] * ctx.world_size
-    torch.distributed.all_gather_object(out, obj)
-    return out
 
 
 @torch.no_grad()
@@ -173,7 +104,7 @@ def evaluate(
     for x, y in loader:
         if channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        with _autocast(ctx.device, amp_dtype):
+        with autocast(ctx.device, amp_dtype):
             if flip:
                 probs = flip_average(lambda batch: model(batch).float().softmax(1), x)
                 logits = probs.clamp_min(1e-12).log()  # log-probabilities: same argmax, NLL
@@ -189,49 +120,6 @@ def evaluate(
 def _hard(target: torch.Tensor) -> torch.Tensor:
     """Class indices of a target batch: indices as they are, probabilities' top class."""
     return target.argmax(1) if target.is_floating_point() else target
-
-
-def _load_initial_weights(model: torch.nn.Module, cfg: TrainConfig, class_names) -> None:
-    """Start a fine-tuning run from `cfg.init`'s weights; the architecture must match.
-
-    The class set may differ (a FER-2013 model fine-tuned into a FER+ 8-class one): the
-    output layer's rows of the classes both sets share are carried over by name, and a new
-    class (contempt) keeps its fresh initialisation.
-    """
-    from ferkit.models.checkpoint import resolve_checkpoint
-
-    source = load_checkpoint(resolve_checkpoint(cfg.init))
-    if source.arch != cfg.model.name or dict(source.arch_kwargs) != dict(cfg.model.args):
-        raise ConfigError(
-            f"init {cfg.init}: a {source.arch} {source.arch_kwargs} model; this run trains "
-            f"{cfg.model.name} {cfg.model.args}"
-        )
-    state = model.state_dict()  # the model's own tensors: copy_ fills them in place
-    rows = [(list(source.class_names).index(name), i) for i, name in enumerate(class_names)
-            if name in source.class_names]  # fmt: skip
-    n_source, n_target = len(source.class_names), len(class_names)
-    for key, tensor in source.state_dict.items():
-        target = state[key]
-        if tensor.shape == target.shape:
-            target.copy_(tensor)
-        elif (tensor.shape[0], target.shape[0]) == (n_source, n_target) and (
-            tensor.shape[1:] == target.shape[1:]
-        ):
-            for src, dst in rows:
-                target[dst].copy_(tensor[src])
-        else:
-            raise ConfigError(
-                f"init {cfg.init}: {key} has shape {tuple(tensor.shape)}, this run's model "
-                f"{tuple(target.shape)}"
-            )
-    kept = f"{len(rows)} of {n_target} classes" if n_source != n_target else "all classes"
-    logger.info("initialised from %s (epoch %s; %s)", source.path, source.epoch, kept)
-
-
-def _autocast(device: torch.device, dtype):
-    if dtype is None:
-        return nullcontext()
-    return torch.autocast(device_type=device.type, dtype=dtype)
 
 
 def train(
@@ -257,7 +145,9 @@ def train(
 
 
 class _Run:
-    """The state of one training run; `fit()` is the epoch loop."""
+    """The state of one training run; `fit()` is the epoch loop. `state.train_state` and
+    `state.restore` save and load its parts (model, ema, optimizer, schedule, scaler,
+    stopper, augment, history, start_epoch) in last.pt."""
 
     def __init__(self, cfg: TrainConfig, ctx: D.DistContext, *, resume: bool, overwrite: bool):
         self.cfg, self.ctx = cfg, ctx
@@ -271,7 +161,7 @@ class _Run:
                 "it (--overwrite), or choose another --out"
             )
         device = ctx.device
-        _seed_everything(cfg.seed)
+        seed_everything(cfg.seed)
         targets = {"classes": cfg.data.classes, "blend": cfg.data.label_blend}
         self.train_split = load_split(
             cfg.data.path, cfg.data.train_split, device, subset=cfg.data.subset, seed=cfg.seed,
@@ -305,7 +195,7 @@ class _Run:
             cfg.model.name, num_classes=len(self.class_names), in_chans=1, **cfg.model.args
         )
         if cfg.init and not resume:
-            _load_initial_weights(model, cfg, self.class_names)
+            load_initial_weights(model, cfg, self.class_names)
         self.model = model.to(device, memory_format=memory_format)
         torch.manual_seed(cfg.seed + 1009 * ctx.rank)  # per-rank dropout masks
         self.ddp = None
@@ -334,7 +224,7 @@ class _Run:
         self.history: list[EpochStats] = []
         self.start_epoch = 1
         if resume:
-            self._restore(last)
+            restore(self, last)
         if ctx.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             save_config(cfg, self.run_dir / CONFIG_YAML)
@@ -344,60 +234,8 @@ class _Run:
     def _eval_model(self) -> torch.nn.Module:
         return self.ema.module if self.ema is not None else self.model
 
-    def _train_state(self) -> dict:
-        ranks = _gather(
-            {"rng": _rng_state(self.ctx.device), "augment": self.augment.state_dict()}, self.ctx
-        )
-        state = {
-            "optimizer": self.optimizer.state_dict(),
-            "scheduler": self.schedule.state_dict(),
-            "scaler": self.scaler.state_dict(),
-            "early_stopping": self.stopper.state_dict(),
-            "history": [s.to_dict() for s in self.history],
-            "ranks": ranks,
-        }
-        if self.ema is not None:  # the checkpoint's weights are the EMA; keep the raw ones
-            state["model"] = self.model.state_dict()
-            state["ema_steps"] = self.ema.steps
-        return state
-
-    def _restore(self, path: Path) -> None:
-        ckpt = load_checkpoint(path)
-        state = ckpt.train_state
-        changed = _changed_keys(ckpt.config or {}, self.cfg.to_dict())
-        if changed:
-            logger.warning("resuming %s with changed settings: %s", path, ", ".join(changed))
-        if ckpt.arch != self.cfg.model.name:
-            raise ConfigError(
-                f"{path} holds a {ckpt.arch!r} model, the config asks for {self.cfg.model.name!r}"
-            )
-        raw = state.get("model", ckpt.state_dict)  # present when the run kept an EMA
-        self.model.load_state_dict(raw)
-        if self.ema is not None:
-            self.ema.load_state_dict(
-                {"module": ckpt.state_dict, "steps": int(state.get("ema_steps", 0))}
-            )
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.schedule.load_state_dict(state["scheduler"])
-        self.scaler.load_state_dict(state["scaler"])
-        self.stopper.load_state_dict(state["early_stopping"])
-        self.history = [EpochStats(**row) for row in state["history"]]
-        ranks = state["ranks"]
-        if len(ranks) == self.ctx.world_size:
-            _set_rng_state(ranks[self.ctx.rank]["rng"], self.ctx.device)
-            self.augment.load_state_dict(ranks[self.ctx.rank]["augment"])
-        else:
-            logger.warning(
-                "%s was written by %d processes, this run has %d: RNG streams restart",
-                path,
-                len(ranks),
-                self.ctx.world_size,
-            )
-        self.start_epoch = ckpt.epoch + 1
-        logger.info("resuming %s after epoch %d", path, ckpt.epoch)
-
     def _save(self, stats: EpochStats, improved: bool) -> None:
-        train_state = self._train_state()  # collective under DDP: every rank takes part
+        state = train_state(self)  # collective under DDP: every rank takes part
         if not self.ctx.is_main:
             return
         common = dict(
@@ -416,7 +254,7 @@ class _Run:
         model = self._eval_model()
         if improved:
             save_checkpoint(self.run_dir / BEST, model, train_state={}, **common)
-        save_checkpoint(self.run_dir / LAST, model, train_state=train_state, **common)
+        save_checkpoint(self.run_dir / LAST, model, train_state=state, **common)
         write_metrics(self.history, self.run_dir / METRICS_CSV)
 
     # ------------------------------------------------------------------ loop
@@ -435,7 +273,7 @@ class _Run:
             x, y_a, y_b, lam = self.augment(x, y)
             if self.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
-            with _autocast(device, self.amp_dtype):
+            with autocast(device, self.amp_dtype):
                 logits = net(x)
             logits = logits.float()
             loss = self._loss(logits, y_a)
