@@ -8,12 +8,13 @@ training statistics. Everything else a user needs travels in the file's metadata
 (`read_metadata`): class names, input size, preprocessing, the source checkpoint's sha256,
 the quantisation and the parity measured at export.
 
-int8 uses ONNX Runtime's static quantisation (QDQ, per-channel weights) calibrated on
-training images; dynamic quantisation (weights only, no calibration data) is the fallback
-where no training images are at hand. Every export is checked before it is written: the ONNX
-checker, then the ONNX Runtime classifier against the PyTorch one on real faces (the test
-split of an HDF5 store, or random pixels if none is given): fp32 must match within
-`tolerance`, int8 must agree on the top class for at least `min_agreement` of the faces.
+int8 (`ferkit.quantize`) uses ONNX Runtime's static quantisation (QDQ, per-channel
+weights) calibrated on training images; dynamic quantisation (weights only, no calibration
+data) is the fallback where no training images are at hand. Every export is checked before
+it is written: the ONNX checker, then the ONNX Runtime classifier against the PyTorch one
+on real faces (the test split of an HDF5 store, or random pixels if none is given): fp32
+must match within `tolerance`, int8 must agree on the top class for at least
+`min_agreement` of the faces.
 """
 
 from __future__ import annotations
@@ -38,12 +39,12 @@ from ferkit.infer.backends import onnx_metadata
 from ferkit.infer.loading import INT8_SUFFIX, ONNX_SUFFIX
 from ferkit.paths import DEFAULT_STORE
 from ferkit.preprocess import Preprocessing, normalize
+from ferkit.quantize import int8_method, quantize_int8
 
 log = logging.getLogger(__name__)
 
 OUTPUT_NAME = "probs"
 DEFAULT_OPSET = 17
-INT8_METHODS = ("static", "dynamic")
 
 
 class _Exportable(nn.Module):
@@ -197,57 +198,6 @@ def _half_initializers(proto, min_size: int = 4096) -> int:
     return converted
 
 
-class _CalibrationReader:
-    """Feeds training faces to ONNX Runtime's calibrator in batches."""
-
-    def __init__(self, images: np.ndarray, batch_size: int = 64) -> None:
-        self._batches = iter(
-            [images[i : i + batch_size] for i in range(0, len(images), batch_size)]
-        )
-
-    def get_next(self):
-        batch = next(self._batches, None)
-        return None if batch is None else {INPUT_NAME: np.ascontiguousarray(batch)}
-
-    def rewind(self):  # pragma: no cover - part of the calibrator's protocol, unused here
-        raise NotImplementedError
-
-
-def _quantize(proto, method: str, calib_images: np.ndarray | None, workdir: Path):
-    """int8 ModelProto: static QDQ (per-channel int8 weights, uint8 activations; the
-    softmax stays float so probabilities are not rounded to 1/256) or dynamic.
-
-    Weights use 7 bits (`reduce_range`): ONNX Runtime's uint8×int8 convolution on CPUs
-    without VNNI (AVX2) sums pairs of products in int16, which saturates with full-range
-    per-channel weights. Measured on a trained mini-Xception: full range agreed with fp32
-    on 35% of faces, 7 bits on 100%.
-    """
-    import onnx
-    from onnxruntime.quantization import QuantFormat, QuantType, quantize_dynamic, quantize_static
-    from onnxruntime.quantization.shape_inference import quant_pre_process
-
-    fp32, prepared, int8 = workdir / "fp32.onnx", workdir / "prepared.onnx", workdir / "int8.onnx"
-    onnx.save(proto, str(fp32))
-    # Shape inference and graph fusions (batch norm into conv) before choosing ranges.
-    quant_pre_process(str(fp32), str(prepared))
-    softmax = [n.name for n in onnx.load(str(prepared)).graph.node if n.op_type == "Softmax"]
-    if method == "static":
-        quantize_static(
-            str(prepared),
-            str(int8),
-            _CalibrationReader(calib_images),
-            quant_format=QuantFormat.QDQ,
-            per_channel=True,
-            reduce_range=True,
-            activation_type=QuantType.QUInt8,
-            weight_type=QuantType.QInt8,
-            nodes_to_exclude=softmax,
-        )
-    else:
-        quantize_dynamic(str(prepared), str(int8), weight_type=QuantType.QInt8)
-    return onnx.load(str(int8))
-
-
 def export_onnx(
     model,
     out: str | Path | None = None,
@@ -281,7 +231,7 @@ def export_onnx(
     meta = getattr(model, "ferkit", None)
     if meta is None:
         raise ModelError("model has no `ferkit` metadata; load it with ferkit.load_model")
-    method = _int8_method(int8)
+    method = int8_method(int8)
     source = Path(meta.path) if meta.path else None
     if out is None:
         if source is None:
@@ -307,7 +257,7 @@ def export_onnx(
         _half_initializers(proto)
     else:
         with tempfile.TemporaryDirectory(prefix="ferkit-export-") as workdir:
-            proto = _quantize(proto, method, calib, Path(workdir))
+            proto = quantize_int8(proto, method, calib, Path(workdir))
     try:
         onnx.checker.check_model(proto, full_check=True)
     except onnx.checker.ValidationError as error:
@@ -366,16 +316,6 @@ def export_onnx(
         report.accuracy_torch = float((expected.argmax(1) == labels).mean())
         report.accuracy_onnx = float((got.argmax(1) == labels).mean())
     return report
-
-
-def _int8_method(int8: bool | str) -> str:
-    if int8 is False:
-        return "none"
-    if int8 is True:
-        return "auto"
-    if int8 in INT8_METHODS:
-        return int8
-    raise ConfigError(f"unknown int8 method {int8!r}; expected one of {', '.join(INT8_METHODS)}")
 
 
 def _faces(model, data, check_samples, calib_samples, method):
