@@ -141,6 +141,20 @@ def test_recognizer_runs_the_matching_export_on_the_cpu_by_default(checkpoint, e
                       TorchClassifier)  # fmt: skip
 
 
+def test_set_threads_reaches_the_onnx_sessions_opened_after_it(exported, one_thread, monkeypatch):
+    import ferkit.infer.backends as backends
+    from ferkit.infer.recognizer import set_threads
+
+    def threads_of(classifier: OnnxClassifier) -> int:
+        return classifier.session.get_session_options().intra_op_num_threads
+
+    monkeypatch.setattr(backends, "_onnx_threads", None)  # restored after the test
+    assert threads_of(OnnxClassifier(exported.path)) == 0  # 0: ONNX Runtime's own default
+    set_threads(1)  # as `predict --threads 1` and each batch worker do
+    assert threads_of(OnnxClassifier(exported.path)) == 1
+    assert threads_of(OnnxClassifier(exported.path, threads=2)) == 2  # an explicit choice wins
+
+
 def test_both_backends_apply_the_stored_temperature(checkpoint, store, tmp_path):
     import shutil
 

@@ -111,13 +111,26 @@ def _calibrate(probs: np.ndarray, temperature: float | None) -> np.ndarray:
     return apply_temperature(probs, temperature)
 
 
+_onnx_threads: int | None = None  # set_onnx_threads: the process's choice, as torch's
+
+
+def set_onnx_threads(threads: int | None) -> None:
+    """Intra-op threads of the ONNX Runtime sessions opened from now on in this process
+    (None: ONNX Runtime's default, one per physical core). `recognizer.set_threads` sets it
+    with torch's and OpenCV's, so a worker told to use one thread does not run two ONNX
+    threads per process beside its siblings (2 workers on 2 cores would ask for 4)."""
+    global _onnx_threads
+    _onnx_threads = threads
+
+
 class OnnxClassifier:
     """A model exported by `ferkit export` (fp32 or int8 .onnx) run by ONNX Runtime.
 
     The graph takes uint8 crops and returns probabilities (normalisation and softmax are
     inside it), so this class only batches; class names and preprocessing come from the
     file's metadata. `model` is a path or the serialized bytes; `threads` sets ONNX
-    Runtime's intra-op threads (None: its default, one per physical core). Idle threads
+    Runtime's intra-op threads (None: the process's `set_onnx_threads`, else ONNX Runtime's
+    default, one per physical core). Idle threads
     sleep rather than spin: detection and decoding share the CPU between batches, and on
     a busy 2-core machine spinning threads halved batch-1 throughput (measured).
     """
@@ -138,6 +151,7 @@ class OnnxClassifier:
             raise ModelError(f"ONNX model not found: {model}")
         options = ort.SessionOptions()
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        threads = threads if threads is not None else _onnx_threads
         if threads is not None:
             options.intra_op_num_threads = threads
         try:

@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from ferkit.infer.align import face_crop
-from ferkit.infer.backends import Classifier
+from ferkit.infer.backends import Classifier, set_onnx_threads
 from ferkit.infer.faces import Detection, FaceDetector, create_detector
 from ferkit.infer.frames import Frame, Source, load_source, read_image
 from ferkit.infer.loading import open_classifier
@@ -265,7 +265,8 @@ class Recognizer:
 
 
 def set_threads(threads: int) -> None:
-    """CPU threads of torch and OpenCV for this process.
+    """CPU threads of torch, OpenCV and the ONNX Runtime sessions opened afterwards, for
+    this process.
 
     Recognition runs many tiny operations per frame (one frame, a few faces), where
     intra-op parallelism gains little and costs a lot when the CPU is busy: measured on a
@@ -277,6 +278,7 @@ def set_threads(threads: int) -> None:
 
     torch.set_num_threads(threads)
     cv2.setNumThreads(threads)
+    set_onnx_threads(threads)
 
 
 def drop_nested(detections: list[Detection]) -> list[Detection]:
