@@ -8,9 +8,19 @@ import numpy as np
 import pytest
 
 from ferkit.errors import ConfigError
-from ferkit.infer.align import face_crop, measure_framing, similarity, warp_face
+from ferkit.infer.align import (
+    box_frame,
+    eye_roll,
+    face_crop,
+    frame_at,
+    frame_geometry,
+    frame_transform,
+    measure_framing,
+    similarity,
+    warp_face,
+)
 from ferkit.infer.faces import Detection
-from ferkit.preprocess import FER_TEMPLATE, Preprocessing, crop_face
+from ferkit.preprocess import FER_BOX_FRAMES, FER_TEMPLATE, Preprocessing, crop_face
 
 TEMPLATE = np.asarray(FER_TEMPLATE)
 
@@ -43,24 +53,94 @@ def test_similarity_recovers_rotation_scale_and_shift():
     assert np.allclose(similarity(points, moved), m, atol=1e-9)
 
 
+def mtcnn_box(centre, side: float) -> tuple[int, int, int, int]:
+    """The box MTCNN's box frame maps onto a frame of `side` pixels centred at `centre`."""
+    dx, dy, scale = FER_BOX_FRAMES["mtcnn"]
+    longest = side / scale
+    cx, cy = centre[0] - dx * longest, centre[1] - dy * longest
+    return (int(round(cx - longest / 2)), int(round(cy - longest / 2)), int(round(longest)),
+            int(round(longest)))  # fmt: skip
+
+
+@pytest.mark.parametrize("align", ["template", "similarity"])
 @pytest.mark.parametrize("angle", [-25.0, 0.0, 18.0])
-def test_landmarks_align_a_rolled_face_onto_the_template(angle):
+def test_landmarks_align_a_rolled_face_onto_the_template(angle, align):
     """A face rolled and enlarged in a photo comes back as the training framing: the
     aligned crop matches the original face far better than the box crop does."""
     face = synthetic_face()
     frame, m = place(face, angle, 3.4, (250, 170))
     landmarks = TEMPLATE * 48 @ m[:, :2].T + m[:, 2]
-    corners = np.array([[0, 0], [48, 0], [0, 48], [48, 48]]) @ m[:, :2].T + m[:, 2]
-    (x0, y0), (x1, y1) = corners.min(0), corners.max(0)
-    box = tuple(int(v) for v in (x0, y0, x1 - x0, y1 - y0))
+    if align == "template":  # the box the detector's box frame maps onto the face's frame
+        box = mtcnn_box((250, 170), 48 * 3.4)
+    else:  # similarity ignores the box: any box around the face
+        corners = np.array([[0, 0], [48, 0], [0, 48], [48, 48]]) @ m[:, :2].T + m[:, 2]
+        (x0, y0), (x1, y1) = corners.min(0), corners.max(0)
+        box = tuple(int(v) for v in (x0, y0, x1 - x0, y1 - y0))
     detection = Detection(box, 1.0, tuple(map(tuple, landmarks)))
-    aligned = face_crop(frame, detection, Preprocessing(), "mtcnn")
+    aligned = face_crop(frame, detection, Preprocessing(align=align), "mtcnn")
     boxed = face_crop(frame, detection, Preprocessing(align="box"), "mtcnn")
     assert aligned.shape == (48, 48) and aligned.dtype == np.uint8
     error = np.abs(aligned.astype(int) - face).mean()
     assert error < 8
     if angle:
         assert np.abs(boxed.astype(int) - face).mean() > 2 * error
+
+
+def rolled_landmarks(angle: float, scale: float, centre) -> np.ndarray:
+    """The template's five points on a face rolled `angle`° (clockwise on screen, as
+    `eye_roll` counts it), `scale` × 48 pixels wide, centred at `centre`."""
+    t = np.deg2rad(angle)
+    turn = np.array([[np.cos(t), -np.sin(t)], [np.sin(t), np.cos(t)]])
+    return (TEMPLATE - 0.5) * 48 * scale @ turn.T + np.asarray(centre)
+
+
+def flat(geometry) -> tuple:
+    """`frame_geometry`'s ((x, y), side, roll) as (x, y, side, roll)."""
+    (x, y), side, roll = geometry
+    return (x, y, side, roll)
+
+
+@pytest.mark.parametrize("angle", [-20.0, 0.0, 12.0])
+def test_eye_roll_and_frame_at_level_the_eyes(angle):
+    points = rolled_landmarks(angle, 2.5, (300, 200))
+    assert eye_roll(points) == pytest.approx(angle, abs=1e-6)
+    m = frame_at((300, 200), 120.0, eye_roll(points), 48)
+    eyes = points[:2] @ m[:, :2].T + m[:, 2]
+    assert eyes[0, 1] == pytest.approx(eyes[1, 1], abs=1e-6)  # level
+    assert eyes[1, 0] - eyes[0, 0] == pytest.approx(np.ptp(TEMPLATE[:2, 0]) * 48, abs=1e-6)
+    assert flat(frame_geometry(m, 48)) == pytest.approx((300, 200, 120.0, angle), abs=1e-6)
+
+
+def test_mtcnn_frame_is_the_mean_of_landmark_fit_and_box_frame_with_eyes_levelled():
+    """Landmarks say the frame is 100 px centred at (300, 200); the box frame says 144 px
+    centred at (320, 190): the default frame lies halfway, √(100·144) = 120 px wide, turned
+    by the eye line; "similarity" keeps the landmark fit alone."""
+    points = rolled_landmarks(15.0, 100 / 48, (300, 200))
+    box = mtcnn_box((320, 190), 144.0)
+    boxed_centre, boxed_side = box_frame(box, FER_BOX_FRAMES["mtcnn"])
+    m = frame_transform(box, points, Preprocessing(), "mtcnn")
+    centre, side, roll = frame_geometry(m, 48)
+    expected = (np.asarray(boxed_centre) + (300, 200)) / 2
+    assert centre == pytest.approx(tuple(expected), abs=1e-6)
+    assert side == pytest.approx(np.sqrt(100 * boxed_side), abs=1e-6)
+    assert roll == pytest.approx(15.0, abs=1e-6)
+    fit = frame_transform(box, points, Preprocessing(align="similarity"), "mtcnn")
+    assert flat(frame_geometry(fit, 48)) == pytest.approx((300, 200, 100.0, 15.0), abs=1e-6)
+    assert np.allclose(fit, similarity(points[:3], TEMPLATE[:3] * 48))
+
+
+def test_landmarks_without_a_box_frame_and_a_box_without_landmarks():
+    """YuNet (landmarks, no measured box frame) gets the landmark fit; Haar (a box frame,
+    no landmarks) its box frame, rotation-free; "box" neither."""
+    points = rolled_landmarks(-10.0, 2.0, (200, 150))
+    box = (150, 100, 100, 100)
+    yunet = frame_transform(box, points, Preprocessing(), "yunet")
+    assert np.allclose(yunet, similarity(points[:3], TEMPLATE[:3] * 48))
+    haar = frame_transform(box, None, Preprocessing(), "haar")
+    centre, side = box_frame(box, FER_BOX_FRAMES["haar"])
+    assert np.allclose(haar, frame_at(centre, side, 0.0, 48))
+    assert haar[0, 1] == 0.0 and haar[1, 0] == 0.0
+    assert frame_transform(box, points, Preprocessing(align="box"), "mtcnn") is None
 
 
 def test_without_landmarks_the_detectors_box_frame_places_the_crop():
@@ -97,6 +177,8 @@ def test_template_travels_with_the_model_and_old_checkpoints_get_fer2013s():
     old = Preprocessing.from_dict({"size": 48, "mean": 0.5, "std": 0.3, "equalize": False,
                                    "margin": 0.0})  # fmt: skip
     assert old.align == "template" and old.template == FER_TEMPLATE
+    similar = Preprocessing(align="similarity")
+    assert Preprocessing.from_dict(json.loads(json.dumps(similar.to_dict()))) == similar
     with pytest.raises(ConfigError, match="unknown align mode 'wide'"):
         Preprocessing(align="wide")
 

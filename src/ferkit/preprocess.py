@@ -16,7 +16,7 @@ import numpy as np
 from ferkit.errors import ConfigError
 
 FER_SIZE = 48
-ALIGN_MODES = ("template", "box")
+ALIGN_MODES = ("template", "similarity", "box")
 
 # Where MTCNN finds the eyes, nose tip and mouth corners (image-left first) in FER-2013
 # training faces, as fractions of the frame: the median over the faces it detects, made
@@ -38,10 +38,13 @@ class Preprocessing:
     mean/std are in [0, 1] pixel units (the training split's statistics from the store).
     `equalize` applies histogram equalisation to live face crops (FER-2013 faces are
     contrast-stretched; raw camera faces are not). `align` says how a detected face is
-    framed (`ferkit.infer.align`): "template" maps its landmarks onto `template` (or its
-    box onto the frame by `box_frames[detector]`), the framing of the training faces;
-    "box" cuts the detector's box widened by `margin` of its size on each side. Checkpoints
-    from before alignment load with the FER-2013 template, which is what they trained on.
+    framed (`ferkit.infer.align`) onto the framing of the training faces: "template" from
+    its landmarks (fitted onto `template`) and its box (`box_frames[detector]`) together,
+    eyes levelled, or from whichever of the two the detector gives; "similarity" from the
+    landmarks alone where there are any (the "template" of checkpoints made before
+    2026-12-02; those now get the combined framing); "box" cuts the detector's box widened
+    by `margin` of its size on each side. Checkpoints from before alignment load with the
+    FER-2013 template, which is what they trained on.
     """
 
     size: int = FER_SIZE

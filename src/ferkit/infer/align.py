@@ -5,12 +5,18 @@ FER-2013 faces have one particular framing: where the eyes, nose and mouth sit i
 tilted head puts the eyes off the level. `face_crop` maps each detection onto the
 training framing recorded in the model's `Preprocessing` (`align="template"`):
 
-- with landmarks (MTCNN, YuNet): the similarity transform (rotation, uniform scale,
-  shift; least squares over the eyes and the nose tip, `ALIGN_POINTS`) that carries them
-  onto `prep.template`, the median landmark positions MTCNN finds in FER-2013 training
-  faces, so head roll is undone as well;
-- without (Haar): the frame placed relative to the box as FER-2013 faces place it for
-  that detector (`prep.box_frames`, measured the same way);
+- with landmarks and a measured box frame (MTCNN): the frame centred halfway between
+  where the landmark fit and the box frame put it, its side the geometric mean of theirs,
+  turned so that the eyes are level (`eye_roll`). The landmark fit is the similarity
+  transform (rotation, uniform scale, shift; least squares over the eyes and the nose tip,
+  `ALIGN_POINTS`) that carries them onto `prep.template`, the median landmark positions
+  MTCNN finds in FER-2013 training faces; the box frame is the frame placed relative to
+  the box as FER-2013 faces place it for that detector (`prep.box_frames`, measured the
+  same way). Each alone puts the frame's centre about 3.5 px (of 48) off the true
+  frame's, partly independently; their mean 3.0–3.2 px (benchmarks/wild.py, README);
+- with landmarks but no box frame (YuNet), and with `align="similarity"` (the default
+  before): the landmark fit alone;
+- without landmarks (Haar): the box frame;
 - otherwise, and with `align="box"` (the old crop): the box widened by `prep.margin`.
 
 `measure_framing` is the measurement itself: run a detector over upscaled FER-2013 faces
@@ -56,22 +62,63 @@ def frame_transform(
 ) -> np.ndarray | None:
     """The 2×3 map from image pixels to the model's size×size frame for one face, or None
     where the face is cut with the plain box crop (see the module docstring)."""
-    if prep.align != "template":
+    if prep.align == "box":
         return None
     size = prep.size
+    frame = prep.box_frames.get(detector or "")
     if landmarks is not None and prep.template:
         chosen = list(points)
         target = np.asarray(prep.template)[chosen] * size
-        return similarity(np.asarray(landmarks)[chosen], target)
-    frame = prep.box_frames.get(detector or "")
+        fit = similarity(np.asarray(landmarks)[chosen], target)
+        if prep.align == "similarity" or frame is None:
+            return fit
+        # "template": the landmark fit and the box frame each put the centre about 3.5 px
+        # off (benchmarks/wild.py), partly independently, so their mean is closer
+        fit_centre, fit_side, _ = frame_geometry(fit, size)
+        box_centre, box_side = box_frame(box, frame)
+        centre = (np.asarray(fit_centre) + np.asarray(box_centre)) / 2
+        return frame_at(centre, float(np.sqrt(fit_side * box_side)), eye_roll(landmarks), size)
     if frame is None:
         return None
+    centre, side = box_frame(box, frame)
+    return frame_at(centre, side, 0.0, size)
+
+
+def box_frame(box: Sequence[float], frame: Sequence[float]) -> tuple[tuple[float, float], float]:
+    """Centre and side (image pixels) of the frame that a box frame (dx, dy, side in units
+    of the box's longer side, `Preprocessing.box_frames`) places around `box`."""
     dx, dy, scale = frame
     x, y, w, h = (float(v) for v in box)
     side = max(w, h)
-    cx, cy, frame_side = x + w / 2 + dx * side, y + h / 2 + dy * side, scale * side
-    k = size / frame_side
-    return np.array([[k, 0.0, size / 2 - k * cx], [0.0, k, size / 2 - k * cy]])
+    return (x + w / 2 + dx * side, y + h / 2 + dy * side), scale * side
+
+
+def frame_at(centre: Sequence[float], side: float, roll: float, size: int) -> np.ndarray:
+    """The 2×3 map from image pixels to a size×size frame: the square of `side` image
+    pixels centred at `centre`, turned by `roll` degrees (the head's roll in the image,
+    clockwise on screen, as `eye_roll` measures it) so that it comes out upright."""
+    k = size / side
+    t = np.deg2rad(roll)
+    c, s = np.cos(t), np.sin(t)
+    linear = k * np.array([[c, s], [-s, c]])
+    shift = np.array([size / 2, size / 2]) - linear @ np.asarray(centre, dtype=np.float64)
+    return np.column_stack([linear, shift])
+
+
+def eye_roll(landmarks: Sequence[Sequence[float]]) -> float:
+    """The head's roll in degrees from the line through the eyes (landmarks 0 and 1, the
+    image-left eye first): 0 when level, positive when the right one sits lower."""
+    (x0, y0), (x1, y1) = np.asarray(landmarks, dtype=np.float64)[:2]
+    return float(np.rad2deg(np.arctan2(y1 - y0, x1 - x0)))
+
+
+def frame_geometry(transform: np.ndarray, size: int) -> tuple[tuple[float, float], float, float]:
+    """Centre, side and roll (as `frame_at` takes them) of a similarity image → frame map."""
+    a, b = transform[0, 0], transform[1, 0]
+    k = float(np.hypot(a, b))
+    inverse = np.linalg.inv(np.vstack([transform, [0.0, 0.0, 1.0]]))
+    cx, cy = (inverse @ [size / 2, size / 2, 1.0])[:2]
+    return (float(cx), float(cy)), size / k, float(np.rad2deg(np.arctan2(-b, a)))
 
 
 OVERSAMPLE = 4  # at most this many samples per frame pixel and axis, then area-averaged
