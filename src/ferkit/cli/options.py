@@ -26,8 +26,8 @@ Equalize = Annotated[
 Align = Annotated[
     str | None,
     typer.Option(
-        help="template: frame faces as FER-2013 frames them (landmarks or box) | box: the "
-        "detector's box [default: the model's, template]"
+        help="template: frame faces as FER-2013 frames them (landmarks and box) | similarity: "
+        "from the landmark fit alone | box: the detector's box [default: the model's, template]"
     ),
 ]
 

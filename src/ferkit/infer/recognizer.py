@@ -63,8 +63,9 @@ class Recognizer:
         cost 1 point (62.6 % → 61.6 %; benchmarks/recognize.py). None keeps the model's own
         setting.
     align: "template" (frame each face as FER-2013 frames its faces, from the detector's
-        landmarks or box; `ferkit.infer.align`), "box" (the detector's box widened by the
-        model's margin, the crop before alignment) or None (the model's own setting).
+        landmarks and box; `ferkit.infer.align`), "similarity" (from the landmark fit alone,
+        the default before session 5), "box" (the detector's box widened by the model's
+        margin, the crop before alignment) or None (the model's own setting).
     """
 
     def __init__(
