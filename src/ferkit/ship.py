@@ -256,8 +256,10 @@ def ship_ensemble(
         raise ModelError(
             f"an ensemble needs two or more shipped models as members; not shipped: {unknown}"
         )
-    files = [_int8_member(m) for m in members] if int8 else None
-    classifiers = [open_classifier(f, calibrated=False) for f in files or members]
+    if int8:
+        files, classifiers = zip(*(_int8_member(m) for m in members), strict=True)
+    else:
+        files, classifiers = None, [open_classifier(m, calibrated=False) for m in members]
     ensemble = EnsembleClassifier(classifiers)
     label_set = model_label_set(load_checkpoint(resolve_checkpoint(members[0])).config)
     data_split, store_info = _splits(
@@ -307,16 +309,18 @@ def ship_ensemble(
     return spec_path, _write_json(folder / f"{name}{CARD_SUFFIX}", card)
 
 
-def _int8_member(name: str) -> Path:
+def _int8_member(name: str):
     """The shipped int8 export of the shipped model `name`, checked to be made from its
-    current weights."""
+    current weights: its path and the export opened without its temperature (the
+    ensemble fits its own)."""
     from ferkit.infer.loading import INT8_SUFFIX, matching_export
     from ferkit.models.checkpoint import resolve_checkpoint
 
     target = resolve_checkpoint(name).with_suffix(INT8_SUFFIX)
-    if matching_export(name, int8=True) is None:
+    exported = matching_export(name, int8=True, calibrated=False)
+    if exported is None:
         raise ModelError(
             f"no int8 export of {name!r} made from its shipped weights at {target}: "
             f"run `ferkit export {name} --int8`"
         )
-    return target
+    return target, exported
