@@ -231,6 +231,23 @@ def test_ray_cluster_gives_the_rows_of_the_local_pool(local_run, clips, settings
     assert_bar_counted_every_frame(bar, report, tmp_path / "ray")
 
 
+def test_ray_actors_are_sent_one_video_or_a_few_dozen_images_at_a_time():
+    """Each Ray actor has its own queue: a video queued behind another could leave one
+    actor busy at the end of a run while the other idles, so a video goes only to an actor
+    holding less than a video; short tasks (images) queue up to QUEUED_FRAMES."""
+    from ferkit.batch.engines import QUEUED_FRAMES, _next_actor
+
+    def fill(frames: int, actors: int = 2) -> list[int]:
+        held = [0] * actors
+        while (slot := _next_actor(held)) is not None:
+            held[slot] += frames
+        return held
+
+    assert fill(300) == [300, 300]
+    assert fill(1) == [QUEUED_FRAMES, QUEUED_FRAMES]
+    assert _next_actor([300, 12]) == 1 and _next_actor([0, 300]) == 0
+
+
 def test_a_long_video_in_time_ranges_joins_its_tracks(clips, settings, tmp_path):
     clip = str(clips[0])  # 24 frames at 10 fps: ranges of 8 frames, each warmed up by 5
     whole = run_batch([clip], tmp_path / "whole", settings)

@@ -1,13 +1,13 @@
 """Where tasks run: a local process pool or a Ray cluster, behind one generator.
 
 `results(tasks, engine, workers, address, on_frames)` yields a `TaskResult` per task as
-tasks finish, keeping at most two tasks per worker in flight (the driver never holds the
+tasks finish, keeping only a few tasks per worker in flight (the driver never holds the
 whole archive's tasks' results at once). Both engines run the same `run_task` in worker
 processes that keep their model loaded from task to task, with one torch/OpenCV thread
 each (the settings' `threads`); a worker that dies (a crash in a decoder, the
 out-of-memory killer) fails the tasks it held, named, and the run goes on. With
 `on_frames(task_id, frames)` the workers' frame counts reach the driver while they work
-(`ferkit.batch.progress`), polled every `POLL_S` seconds between results.
+(`ferkit.batch.progress`), collected every `POLL_S` seconds (as often as workers send them).
 
 Local: `ProcessPoolExecutor` with spawned workers (no fork of a process holding threads);
 counts come through a `multiprocessing` queue.
@@ -16,9 +16,16 @@ see DIR at the same path: a shared file system), or starts one on this machine w
 `workers` CPUs and shuts it down at the end. One actor per CPU (`RayWorker`) runs the tasks
 (its model stays loaded) and keeps its frame counts until the driver takes them (a method
 of its own concurrency group, so it answers while a task runs; no extra process).
+Each actor has its own queue, so the driver hands an actor tasks only while it holds fewer
+than `QUEUED_FRAMES` frames: one video at a time (queued behind another, a video can
+leave one actor busy at the end of the run while the others idle, which the pool's shared
+queue never does), a few dozen images (so between short tasks an actor never waits for the
+driver); a finished task's successor is sent before anything else is done with its result.
 A cluster this run starts gives its workers the driver's priority, as the pool's workers
 have (Ray lowers workers' priority by 15 nice levels by default, which on a busy or
-fully used machine hands their CPU time to anything else). An address nothing listens on
+fully used machine hands their CPU time to anything else), and starts them with the
+cluster rather than when this driver connects (`enable_worker_prestart`), so they import
+Ray while the driver is still joining. An address nothing listens on
 is a one-line `ConfigError`, checked before Ray is asked (Ray waits for a missing cluster
 for minutes).
 """
@@ -27,17 +34,20 @@ from __future__ import annotations
 
 import logging
 import socket
+import time
 from collections.abc import Callable, Iterable, Iterator
 
 from ferkit.batch.plan import Task
+from ferkit.batch.progress import SEND_EVERY_S
 from ferkit.batch.task import TaskResult, init_worker, run_task
 from ferkit.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
 ENGINES = ("local", "ray")
-IN_FLIGHT_PER_WORKER = 2
-POLL_S = 0.25  # how often frame counts are collected while tasks run (with on_frames)
+IN_FLIGHT_PER_WORKER = 2  # local pool: tasks per worker in its shared queue
+QUEUED_FRAMES = 30  # Ray: an actor is sent tasks while it holds fewer frames than this
+POLL_S = SEND_EVERY_S  # how often frame counts are collected while tasks run (with on_frames)
 
 
 def results(
@@ -155,7 +165,8 @@ def _ray(tasks: Iterable[Task], workers: int, address: str | None,
         else:  # workers import torch: give a busy machine time to register them
             ray.init(address="local", num_cpus=workers, include_dashboard=False, **quiet,
                      _system_config={"worker_register_timeout_seconds": 600,
-                                     "worker_niceness": 0})  # fmt: skip
+                                     "worker_niceness": 0,
+                                     "enable_worker_prestart": True})  # fmt: skip
     except Exception as error:  # Ray raises bare Exceptions for a cluster that did not start
         ray.shutdown()
         where = f"the Ray cluster at {address}" if address else "a local Ray cluster"
@@ -170,37 +181,57 @@ def _ray(tasks: Iterable[Task], workers: int, address: str | None,
         actor = ray.remote(num_cpus=1, max_restarts=0, max_task_retries=0,
                            concurrency_groups={"progress": 1})(RayWorker)  # fmt: skip
         pool = [actor.remote(bool(on_frames)) for _ in range(slots)]
-        load = [0] * slots
+        held = [0] * slots  # frames of the tasks each actor holds
         queue = iter(tasks)
+        task = next(queue, None)
         running: dict = {}  # ref → (task, slot, the actor it went to)
-        while True:
-            while min(load) < IN_FLIGHT_PER_WORKER:
-                task = next(queue, None)
-                if task is None:
-                    break
-                slot = load.index(min(load))
+
+        def dispatch() -> None:
+            nonlocal task
+            while task is not None and (slot := _next_actor(held)) is not None:
                 running[pool[slot].run.remote(task)] = (task, slot, pool[slot])
-                load[slot] += 1
-            if not running:
-                return
-            timeout = POLL_S if on_frames else None
+                held[slot] += _held_frames(task)
+                task = next(queue, None)
+
+        dispatch()
+        taken = time.monotonic()  # when the counts were last taken
+        while running:
+            timeout = max(0.0, taken + POLL_S - time.monotonic()) if on_frames else None
             ready, _ = ray.wait(list(running), num_returns=1, timeout=timeout)
-            _take_counts(ray, pool, on_frames)
+            finished = []
             for ref in ready:
-                task, slot, worker = running.pop(ref)
-                load[slot] -= 1
+                done, slot, worker = running.pop(ref)
+                held[slot] -= _held_frames(done)
                 try:
-                    yield ray.get(ref)
+                    finished.append(ray.get(ref))
                 except ray.exceptions.RayError as error:
                     if isinstance(error, ray.exceptions.RayActorError) and pool[slot] is worker:
                         pool[slot] = actor.remote(bool(on_frames))  # a dead worker: another
                     first = str(error).strip().splitlines()[0] if str(error).strip() else ""
-                    yield _failed(task, f"Ray: {type(error).__name__}: {first}")
+                    finished.append(_failed(done, f"Ray: {type(error).__name__}: {first}"))
+            dispatch()  # the freed actor's next task before the driver handles the result
+            if time.monotonic() - taken >= POLL_S:  # a call to every actor: not once per task
+                _take_counts(ray, pool, on_frames)
+                taken = time.monotonic()
+            yield from finished
     finally:
         try:
             _take_counts(ray, pool, on_frames)  # counts of the last tasks
         finally:
             ray.shutdown()
+
+
+def _next_actor(held: list[int]) -> int | None:
+    """The actor the next task goes to: the one holding the fewest frames, unless even it
+    holds `QUEUED_FRAMES` or more (None: the task waits in the driver)."""
+    slot = held.index(min(held))
+    return slot if held[slot] < QUEUED_FRAMES else None
+
+
+def _held_frames(task: Task) -> int:
+    """Frames an actor holding `task` has to do, as the plan counted them (1 for an image,
+    and for a video whose header gives no count)."""
+    return task.frames or 1
 
 
 def _take_counts(ray, pool: list, on_frames) -> None:
