@@ -16,8 +16,9 @@ in one run, on the same files and the same model:
 - resume: a second run over the finished folder (share of files skipped, its wall time).
 
     python benchmarks/batch.py [--clips 20] [--seconds 10] [--fps 30] [--long-minutes 10]
-                               [--long-fps 30] [--model default] [--skip-ray]
-                               [--skip-predict] [--repeat 1] [--results DIR]
+                               [--long-fps 30] [--model default] [--detector NAME]
+                               [--workers 1 2] [--skip-ray] [--skip-predict] [--repeat 1]
+                               [--results DIR]
 
 Prints a Markdown table and writes benchmarks/results/batch.json (or DIR/batch.json). Run it
 on a quiet machine for absolute numbers; on a shared one the ratios of one run are what to
@@ -104,11 +105,12 @@ def timed_batch(sources, out, settings, **options) -> dict:
             / max(end - (bar.first or end), 1e-9)}  # fmt: skip
 
 
-def predict_file_by_file(sources, out: Path, model: str) -> float:
+def predict_file_by_file(sources, out: Path, model: str, detector: str) -> float:
     start = time.perf_counter()
     for i, source in enumerate(sources):
         command = [sys.executable, "-m", "ferkit", "predict", str(source), "--out",
-                   str(out / str(i)), "--model", model, "--no-video"]  # fmt: skip
+                   str(out / str(i)), "--model", model, "--detector", detector,
+                   "--no-video"]  # fmt: skip
         subprocess.run(command, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     return time.perf_counter() - start
 
@@ -147,6 +149,9 @@ def main() -> None:
     parser.add_argument("--long-minutes", type=float, default=10.0)
     parser.add_argument("--long-fps", type=float, default=30.0)
     parser.add_argument("--model", default="default")
+    parser.add_argument("--detector", default=None, help="[default: ferkit batch's]")
+    parser.add_argument("--workers", type=int, nargs="+", default=[1, 2],
+                        help="worker counts to run, each local then Ray")  # fmt: skip
     parser.add_argument("--skip-ray", action="store_true")
     parser.add_argument("--skip-predict", action="store_true", help="no `ferkit predict` runs")
     parser.add_argument("--repeat", type=int, default=1, help="runs per engine (fastest kept)")
@@ -154,9 +159,10 @@ def main() -> None:
                         help="folder for batch.json [default: benchmarks/results] (runs on a "
                         "busy machine, not comparable with the stored ones)")  # fmt: skip
     args = parser.parse_args()
-    settings = recognizer_settings(args.model)
+    chosen = {"detector": args.detector} if args.detector else {}
+    settings = recognizer_settings(args.model, **chosen)
     rows, extra = [], {"cpu_flags": cpu_flags(), "load_avg_at_start": os.getloadavg(),
-                       "args": vars(args)}  # fmt: skip
+                       "args": vars(args), "detector": settings["detector"]}  # fmt: skip
     with tempfile.TemporaryDirectory(prefix="ferkit-bench-batch-") as tmp:
         root = Path(tmp)
         clips = [root / "clips" / f"clip{i:02d}.mp4" for i in range(args.clips)]
@@ -171,7 +177,7 @@ def main() -> None:
 
         # each Ray run right after the pool's with as many workers, so that both meet the
         # same load; --repeat runs the sequence again and keeps each one's fastest run
-        pairs = [("local", 1), ("ray", 1), ("local", 2), ("ray", 2)]
+        pairs = [(e, w) for w in args.workers for e in ("local", "ray")]
         engines = [(e, w) for e, w in pairs if not (args.skip_ray and e == "ray")]
         best: dict = {}
         for attempt in range(args.repeat):
@@ -191,7 +197,7 @@ def main() -> None:
                 kept = best.get((engine, workers))
                 if kept is None or got["seconds"] < kept["seconds"]:
                     best[engine, workers] = got
-                if (engine, workers, attempt) == ("local", 2, 0):
+                if (engine, workers, attempt) == ("local", max(args.workers), 0):
                     again = timed_batch(clips, out, settings, engine=engine, workers=workers)
                     extra["resume"] = {"skipped_share": again["skipped"] / len(clips),
                                        "processed": again["processed"],
@@ -201,7 +207,8 @@ def main() -> None:
                 peak_rss_mb=got["peak_rss_mb"], start_up_s=got["start_up_s"],
                 frames_per_s_after_start_up=got["frames_per_s_after_start_up"])  # fmt: skip
         if not args.skip_predict:
-            seconds = predict_file_by_file(clips, root / "predict", args.model)
+            detector = settings["detector"]
+            seconds = predict_file_by_file(clips, root / "predict", args.model, detector)
             row("ferkit predict, file by file", seconds, rows="", peak_rss_mb="", start_up_s="",
                 frames_per_s_after_start_up="")  # fmt: skip
 
@@ -221,9 +228,9 @@ def main() -> None:
         }  # fmt: skip
         extra["writer_rows_per_s"] = writer_rows_per_s(root / "rows.parquet")
     by = {r["run"]: r["frames/s"] for r in rows}
-    one = by["batch local, 1 worker(s)"]
+    one = by.get("batch local, 1 worker(s)")
     for r in rows:
-        r["vs local 1 worker"] = r["frames/s"] / one
+        r["vs local 1 worker"] = r["frames/s"] / one if one else ""
         twin = r["run"].replace("batch ray", "batch local")  # Ray vs the pool, as many workers
         ray = "ray" in r["run"] and twin in by
         r["vs local, same workers"] = r["frames/s"] / by[twin] if ray else ""
