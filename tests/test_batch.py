@@ -29,6 +29,7 @@ import pyarrow.parquet as pq  # noqa: E402
 
 from ferkit.batch import recognizer_settings, run_batch  # noqa: E402
 from ferkit.batch.progress import BatchProgress  # noqa: E402
+from ferkit.infer.defaults import DETECTOR  # noqa: E402
 from ferkit.infer.demo import sample_image  # noqa: E402
 from ferkit.infer.frames import read_image  # noqa: E402
 from ferkit.labels import EMOTIONS  # noqa: E402
@@ -150,7 +151,7 @@ def test_summary_tables_and_manifest(local_run, clips, checkpoint):
     assert {k: sum(t["file"] == k for t in tracks) for k in by_file} == by_file
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["model"]["sha256"] == sha256_file(checkpoint)
-    assert manifest["detector"] == "haar" and manifest["files"]["processed"] == len(clips)
+    assert manifest["detector"] == DETECTOR and manifest["files"]["processed"] == len(clips)
 
 
 CLIP_FRAMES = 24 + 20 + 16  # the frames written into the `clips`

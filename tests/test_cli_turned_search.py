@@ -1,6 +1,7 @@
-"""`--turned-search DEG[,DEG...]`: one shared face flag that reaches the detector
+"""`--turned-search DEG[,DEG...]|none`: one shared face flag that reaches the detector
 (`TurnedSearch`) of every command that cuts faces out of images; a head rolled 35° that the
-frontal Haar cascade misses is found with it."""
+frontal Haar cascade misses is found with it. Without the flag the default angles apply,
+`none` searches upright only."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import pytest
 from typer.testing import CliRunner
 
 from ferkit.cli import app
+from ferkit.infer.defaults import TURNED_SEARCH
 from ferkit.infer.demo import sample_image
 from ferkit.infer.faces import TurnedSearch
 
@@ -56,30 +58,36 @@ def faces_found(out: Path) -> int:
         return len(list(csv.DictReader(handle)))
 
 
-def test_predict_finds_a_rolled_head_only_with_the_flag(tiny_checkpoint, rolled, tmp_path, angles):
-    common = ["predict", rolled, "--model", tiny_checkpoint, "--no-video"]
-    result = invoke(*common, "--out", tmp_path / "plain")
+def test_predict_finds_a_rolled_head_only_turned(tiny_checkpoint, rolled, tmp_path, angles):
+    common = ["predict", rolled, "--model", tiny_checkpoint, "--no-video", "--detector", "haar"]
+    result = invoke(*common, "--out", tmp_path / "plain", "--turned-search", "none")
     assert result.exit_code == 0, result.output
     assert faces_found(tmp_path / "plain") == 0 and angles == []
     result = invoke(*common, "--out", tmp_path / "turned", "--turned-search", f"-{ROLL},{ROLL}")
     assert result.exit_code == 0, result.output
     assert faces_found(tmp_path / "turned") == 1
     assert angles == [(-ROLL, ROLL)]
+    result = invoke(*common, "--out", tmp_path / "haar-default")
+    assert result.exit_code == 0, result.output
+    assert angles[1:] == []  # Haar searches upright only unless asked
+    result = invoke(*common[:-2], "--out", tmp_path / "default")
+    assert result.exit_code == 0, result.output
+    assert angles[1:] == [TURNED_SEARCH["mtcnn"]]  # the default detector turns by default
 
 
 def test_explain_and_evaluate_folder_use_the_turned_search(
     tiny_checkpoint, rolled, tmp_path, angles
 ):
-    result = invoke(
-        "explain", tiny_checkpoint, rolled, "--out", tmp_path / "x", "--turned-search", "30"
-    )
+    haar = ("--detector", "haar")  # the flag reaching the command is tested, not MTCNN
+    result = invoke("explain", tiny_checkpoint, rolled, "--out", tmp_path / "x", *haar,
+                    "--turned-search", "30")  # fmt: skip
     assert result.exit_code == 0, result.output
     assert angles == [(30.0,)]
     folder = tmp_path / "labelled" / "happy"
     folder.mkdir(parents=True)
     (folder / "a.png").write_bytes(rolled.read_bytes())
     result = invoke("evaluate", tiny_checkpoint, "--folder", folder.parent, "--out", tmp_path / "e",
-                    "--no-calibrate", "--turned-search", f"{-ROLL},{ROLL}")  # fmt: skip
+                    "--no-calibrate", "--turned-search", f"{-ROLL},{ROLL}", *haar)  # fmt: skip
     assert result.exit_code == 0, result.output
     assert angles[1:] == [(-ROLL, ROLL)]
     assert "a face in 1 of 1" in " ".join(result.output.split())
@@ -93,9 +101,9 @@ def test_serve_and_batch_pass_the_angles_on(tiny_checkpoint, rolled, tmp_path, a
 
     served = []
     monkeypatch.setattr(serve_app, "run", lambda app, **kw: served.append(app))
-    result = invoke("serve", "--model", tiny_checkpoint, "--turned-search", "-20,20")
+    result = invoke("serve", "--model", tiny_checkpoint, "--turned-search", "-20,25")
     assert result.exit_code == 0, result.output
-    assert served[0].state.engine.recognizer.detector.angles == (-20.0, 20.0)
+    assert served[0].state.engine.recognizer.detector.angles == (-20.0, 25.0)
     runs = []
 
     def run_batch(sources, out, settings, **options):

@@ -92,38 +92,69 @@ def test_a_rolled_face_the_detector_misses_is_found_in_a_turned_copy(astronaut, 
     centre = (ASTRONAUT_FACE[0] + ASTRONAUT_FACE[2] / 2, ASTRONAUT_FACE[1] + ASTRONAUT_FACE[3] / 2)
     turn = cv2.getRotationMatrix2D(centre, angle, 1.0)
     rolled = cv2.warpAffine(astronaut, turn, (400, 400), borderMode=cv2.BORDER_REPLICATE)
-    assert create_detector("haar").detect(rolled) == []
+    assert create_detector("haar", rotations=()).detect(rolled) == []
     found = create_detector("haar", rotations=(-30, 30)).detect(rolled)
     assert len(found) == 1
     x, y, w, h = found[0].box
     assert np.hypot(x + w / 2 - centre[0], y + h / 2 - centre[1]) < 0.2 * w
 
 
-def test_faces_found_turned_come_back_with_their_landmarks_and_merge_with_upright_ones():
-    """A detector that finds one face in every pass (at the image centre, which turning
-    about the centre keeps in place) and another only in the copy turned by +20°: the
-    first counts once, the second comes back where it lies in the image, its landmarks
-    turned back exactly."""
+def test_turned_copies_are_searched_only_where_the_upright_pass_finds_nothing():
+    """A detector that finds nothing upright, one face at the image centre in every turned
+    copy (turning about the centre keeps it in place), another only in the copy turned by
+    +20° and an unsure one only in the copy turned by -20°: the first counts once, the
+    second comes back where it lies in the image, its landmarks turned back exactly, the
+    third is dropped. Where the upright pass finds a face, that is all."""
     from ferkit.infer.faces import Detection, TurnedSearch
 
     image = np.zeros((200, 300, 3), np.uint8)
     marks = ((210.0, 50.0), (230.0, 50.0), (220.0, 60.0), (212.0, 70.0), (228.0, 70.0))
+    centred = Detection((130, 80, 40, 40), 0.95)
 
     class Fake:
         name = "fake"
-        calls = 0
+
+        def __init__(self, upright: list) -> None:
+            self.upright, self.calls = upright, 0
 
         def detect(self, image, face_sizes=None):
-            Fake.calls += 1
-            centred = [Detection((130, 80, 40, 40), 0.9)]
-            turned = [Detection((200, 40, 40, 40), 0.8, marks)] if Fake.calls == 2 else []
-            return centred + turned
+            self.calls += 1
+            if self.calls == 1:
+                return self.upright
+            other = Detection((200, 40, 40, 40), 0.9, marks) if self.calls == 2 else None
+            unsure = Detection((20, 20, 40, 40), 0.6) if self.calls == 3 else None
+            return [d for d in (centred, other, unsure) if d is not None]
 
-    found = TurnedSearch(Fake(), (20.0, -20.0)).detect(image)
-    assert Fake.calls == 3 and len(found) == 2
+    fake = Fake(upright=[])
+    found = TurnedSearch(fake, (20.0, -20.0)).detect(image)
+    assert fake.calls == 3 and len(found) == 2
     assert found[0].box == (130, 80, 40, 40)
     back = cv2.invertAffineTransform(cv2.getRotationMatrix2D((150, 100), 20.0, 1.0))
     expected = np.column_stack([np.asarray(marks), np.ones(5)]) @ back.T
     assert np.allclose(found[1].landmarks, expected)
     cx, cy = back @ (220.0, 60.0, 1.0)
     assert found[1].box == (round(cx - 20), round(cy - 20), 40, 40)
+    fake = Fake(upright=[centred])
+    assert TurnedSearch(fake, (20.0, -20.0)).detect(image) == [centred] and fake.calls == 1
+
+
+def test_the_turned_search_is_on_where_the_defaults_say():
+    from ferkit.infer.faces import HaarDetector, TurnedSearch, WholeImage
+
+    detector = create_detector("haar", rotations=(-20, 20), min_neighbors=3)
+    assert isinstance(detector, TurnedSearch) and detector.angles == (-20.0, 20.0)
+    assert detector.detector.min_neighbors == 3
+    assert isinstance(create_detector("haar"), HaarDetector)  # no scores to keep objects out
+    assert isinstance(create_detector("none", rotations=(-20, 20)), WholeImage)
+
+
+@pytest.mark.skipif(not HAS_FACENET, reason="facenet-pytorch (MTCNN weights) not installed")
+def test_mtcnn_is_the_default_and_searches_turned_copies():
+    from ferkit.infer.defaults import TURNED_SEARCH
+    from ferkit.infer.faces import TurnedSearch
+    from ferkit.infer.mtcnn import MTCNNDetector
+
+    detector = create_detector()
+    assert isinstance(detector, TurnedSearch) and detector.angles == TURNED_SEARCH["mtcnn"]
+    assert isinstance(detector.detector, MTCNNDetector)
+    assert isinstance(create_detector("mtcnn", rotations=()), MTCNNDetector)

@@ -15,6 +15,8 @@ import json
 from dataclasses import asdict
 from pathlib import Path
 
+from ferkit.infer.defaults import DETECTOR
+
 FORMAT = 1  # version of the output layout and row schema
 
 
@@ -22,7 +24,7 @@ def recognizer_settings(
     model: str = "default",
     *,
     backend: str = "auto",
-    detector: str = "haar",
+    detector: str = DETECTOR,
     detector_options: dict | None = None,
     equalize: bool | None = True,
     align: str | None = None,

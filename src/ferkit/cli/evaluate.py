@@ -17,6 +17,7 @@ from ferkit.cli.options import (
     YunetModel,
     face_options,
 )
+from ferkit.infer.defaults import DETECTOR
 from ferkit.paths import DEFAULT_STORE
 
 
@@ -41,7 +42,7 @@ def evaluate_cmd(
         Path | None, typer.Option(help="evaluate a labelled folder (class subfolders) instead")
     ] = None,
     detect: Annotated[bool, typer.Option(help="--folder: detect and crop faces")] = True,
-    detector: Detector = "haar",
+    detector: Detector = DETECTOR,
     yunet_model: YunetModel = None,
     eye_check: EyeCheck = False,
     equalize: Equalize = True,
@@ -130,7 +131,7 @@ def explain_cmd(
         str | None, typer.Option(help="emotion to explain, or 'all' (default: predicted)")
     ] = None,
     detect: Annotated[bool, typer.Option(help="detect faces (off: images are faces)")] = True,
-    detector: Detector = "haar",
+    detector: Detector = DETECTOR,
     yunet_model: YunetModel = None,
     eye_check: EyeCheck = False,
     equalize: Equalize = True,

@@ -9,11 +9,13 @@ from typing import Annotated
 
 import typer
 
+from ferkit.infer.defaults import TURNED_SEARCH
+
 THREADS_HELP = "CPU threads for torch and OpenCV (1 is fastest for per-frame work)"
 
 # The face options of every command that cuts faces out of images (predict, batch, evaluate
 # --folder, explain, serve): one set of flags, turned into Recognizer options by face_options().
-Detector = Annotated[str, typer.Option(help="haar | mtcnn | yunet | none")]
+Detector = Annotated[str, typer.Option(help="mtcnn | haar | yunet | none")]
 
 YunetModel = Annotated[Path | None, typer.Option(help="YuNet .onnx model file (yunet)")]
 
@@ -32,21 +34,27 @@ Align = Annotated[
 ]
 
 
+_TURNED_DEFAULT = "; ".join(
+    f"{name} " + ",".join(f"{a:g}" for a in angles) for name, angles in TURNED_SEARCH.items()
+)
 TurnedSearch = Annotated[
     str | None,
     typer.Option(
-        metavar="DEG[,DEG...]",
-        help="also detect on the frame turned by these angles, e.g. -20,20: finds heads "
-        "rolled further than the detector does, one detection pass per angle more",
+        metavar="DEG[,DEG...]|none",
+        help="where the upright pass finds no face, also detect on the image turned by these "
+        "angles (heads rolled further than the detector finds), one pass per angle more; "
+        f"none: upright only [default: {_TURNED_DEFAULT}; none for the others]",
     ),
 ]
 
 
 def turned_search_angles(text: str) -> tuple[float, ...]:
-    """The angles of `--turned-search` ("-20,20" → (-20.0, 20.0)); a one-line error for
-    anything but a comma-separated list of non-zero angles within ±90°."""
+    """The angles of `--turned-search` ("-20,20" → (-20.0, 20.0), "none" → ()); a one-line
+    error for anything but "none" or a comma-separated list of non-zero angles within ±90°."""
     from ferkit.errors import ConfigError
 
+    if text.strip().lower() == "none":
+        return ()
     angles = []
     for part in text.split(","):
         try:
@@ -56,7 +64,7 @@ def turned_search_angles(text: str) -> tuple[float, ...]:
         if not -90 <= angle <= 90 or angle == 0:
             raise ConfigError(
                 f"--turned-search takes angles in degrees within ±90 (not 0), comma-separated, "
-                f"e.g. -20,20; got {text!r}"
+                f"e.g. -20,20, or none; got {text!r}"
             )
         angles.append(angle)
     return tuple(dict.fromkeys(angles))
@@ -70,7 +78,7 @@ def face_options(detector: str, yunet_model: Path | None, eye_check: bool, equal
 
     options: dict = {}
     if turned_search is not None:
-        if detector == "none":
+        if detector == "none" and turned_search_angles(turned_search):
             raise ConfigError("--turned-search needs a detector (not --detector none, --no-detect)")
         options["rotations"] = turned_search_angles(turned_search)
     if detector == "yunet":

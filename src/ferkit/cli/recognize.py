@@ -18,6 +18,7 @@ from ferkit.cli.options import (
     YunetModel,
     face_options,
 )
+from ferkit.infer.defaults import DETECTOR
 
 
 @app.command("predict")
@@ -34,7 +35,7 @@ def predict(
     backend: Annotated[str, typer.Option(help="auto | torch | onnx (an exported model)")] = (
         "auto"
     ),
-    detector: Detector = "haar",
+    detector: Detector = DETECTOR,
     yunet_model: YunetModel = None,
     eye_check: EyeCheck = False,
     equalize: Equalize = True,
@@ -121,7 +122,7 @@ def batch(
         "default"
     ),
     backend: Annotated[str, typer.Option(help="auto | torch | onnx")] = "auto",
-    detector: Detector = "haar",
+    detector: Detector = DETECTOR,
     yunet_model: YunetModel = None,
     eye_check: EyeCheck = False,
     equalize: Equalize = True,
@@ -170,7 +171,7 @@ def demo(
     model: Annotated[
         str | None, typer.Option(help="model to show (default: the best available)")
     ] = None,
-    detector: Annotated[str, typer.Option(help="haar | mtcnn | yunet | none")] = "haar",
+    detector: Detector = DETECTOR,
     threads: Annotated[int, typer.Option(help=THREADS_HELP)] = 1,
 ) -> None:
     """Recognition on bundled media (a NASA portrait and a clip made from it) → runs/demo/."""

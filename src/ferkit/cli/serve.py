@@ -17,6 +17,7 @@ from ferkit.cli.options import (
     YunetModel,
     face_options,
 )
+from ferkit.infer.defaults import DETECTOR
 
 
 @app.command("serve")
@@ -29,7 +30,7 @@ def serve_cmd(
         str | None,
         typer.Option(help="shipped name, checkpoint, run folder or .onnx [default: best found]"),
     ] = None,
-    detector: Detector = "haar",
+    detector: Detector = DETECTOR,
     yunet_model: YunetModel = None,
     eye_check: EyeCheck = False,
     equalize: Equalize = True,

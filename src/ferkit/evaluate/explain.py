@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from ferkit.errors import ConfigError, ModelError
+from ferkit.infer.defaults import DETECTOR
 from ferkit.preprocess import normalize
 
 
@@ -115,7 +116,7 @@ def explain_images(
     out: str | Path,
     *,
     emotion: str | None = None,
-    detector: str | None = "haar",
+    detector: str | None = DETECTOR,
     layer: str | None = None,
     detector_options: dict | None = None,
     equalize: bool | None = True,

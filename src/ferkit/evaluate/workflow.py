@@ -45,6 +45,7 @@ from ferkit.evaluate.ensemble import Member, check_compatible, ensemble_probs, l
 from ferkit.evaluate.labelsets import ClassScoring, model_label_set
 from ferkit.evaluate.metrics import BOOTSTRAP, classification_metrics
 from ferkit.evaluate.tta import check_mode, predict_tta, view_count
+from ferkit.infer.defaults import DETECTOR
 from ferkit.paths import DEFAULT_STORE
 
 log = logging.getLogger(__name__)
@@ -232,7 +233,7 @@ def evaluate(
     split: str = "test",
     labels: str = "fer2013",
     folder: str | Path | None = None,
-    detector: str | None = "haar",
+    detector: str | None = DETECTOR,
     detector_options: Mapping | None = None,
     equalize: bool | None = True,
     align: str | None = None,

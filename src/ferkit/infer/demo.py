@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from ferkit.files import atomic_path
+from ferkit.infer.defaults import DETECTOR
 from ferkit.infer.loading import choose_model
 
 
@@ -55,7 +56,7 @@ def make_clip(path: Path, seconds: float = 4.0, fps: float = 15.0, size=(640, 48
     return path
 
 
-def run_demo(out: str | Path = "runs/demo", model: str | None = None, detector: str = "haar"):
+def run_demo(out: str | Path = "runs/demo", model: str | None = None, detector: str = DETECTOR):
     """Recognise the portrait and the generated clip; returns (ModelChoice, photo, clip)."""
     from ferkit.infer.recognizer import Recognizer
     from ferkit.infer.writers import record

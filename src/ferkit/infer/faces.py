@@ -7,6 +7,10 @@
 - `yunet`: OpenCV's `FaceDetectorYN` with a model file the user supplies.
 - `none`: the whole image is the face (inputs that are already face crops).
 
+`create_detector` wraps a detector in a `TurnedSearch`, which searches turned copies of an
+image where the upright pass finds no face: MTCNN by default (`ferkit.infer.defaults`),
+any other but `none` when asked.
+
 Every detector shrinks large frames to `max_side` pixels before detecting (speed, and huge
 photos) and returns boxes in the original frame's pixels. `face_sizes` narrows the search to
 faces of a known size (the recognizer re-detecting a tracked face in a small window): Haar
@@ -20,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from ferkit.errors import ConfigError, ModelError
+from ferkit.infer.defaults import DETECTOR, TURNED_SEARCH
 from ferkit.infer.detection import Detection, FaceDetector, FaceSizes, downscale, rescale
 
 DETECTORS = ("haar", "mtcnn", "yunet", "none")
@@ -144,12 +149,19 @@ class WholeImage:
 
 
 class TurnedSearch:
-    """A detector run on the image as it is and turned by each of `angles` degrees, for
-    heads rolled further than it finds (Haar's frontal cascade barely finds a face rolled
-    20°, MTCNN's recall falls with roll too). Faces found in a turned copy are turned back
-    (box centre and landmarks exact; the box keeps its size) and merged: of boxes that
-    overlap (IoU ≥ `_SAME_FACE`), the most confident stays, the upright pass first among
-    equals. Costs one detection pass per angle more."""
+    """A detector that, where it finds no face in the image as it is, searches the image
+    turned by each of `angles` degrees too: heads rolled further than it finds upright
+    (Haar's frontal cascade barely finds a face rolled 20°, MTCNN's recall falls with roll
+    too). Faces found in a turned copy are turned back (box centre and landmarks exact;
+    the box keeps its size) and merged: of boxes that overlap (IoU ≥ `_SAME_FACE`), the
+    most confident stays. A face found turned must score `_TURNED_MIN_SCORE` (Haar scores
+    every face 1).
+
+    Only where the upright pass is empty: an upright face costs nothing extra, so a
+    tracked face keeps the pipeline's speed (its re-detection window is searched turned
+    only when the upright pass loses it), while an image or window without a face costs
+    one pass per angle more. The price: a rolled face is not searched for in an image
+    where the upright pass found another face."""
 
     def __init__(self, detector: FaceDetector, angles: tuple[float, ...]) -> None:
         self.detector, self.angles = detector, tuple(float(a) for a in angles)
@@ -159,16 +171,28 @@ class TurnedSearch:
         import cv2
 
         found = list(self.detector.detect(image, face_sizes=face_sizes))
+        if found:
+            return found
         height, width = image.shape[:2]
         for angle in self.angles:
             turn = cv2.getRotationMatrix2D((width / 2, height / 2), angle, 1.0)
             turned = cv2.warpAffine(image, turn, (width, height), borderMode=cv2.BORDER_REPLICATE)
             back = cv2.invertAffineTransform(turn)
-            found += [_turned_back(d, back) for d in self.detector.detect(turned, face_sizes)]
+            found += [
+                _turned_back(d, back)
+                for d in self.detector.detect(turned, face_sizes)
+                if d.score >= _TURNED_MIN_SCORE
+            ]
         return _merge(found)
 
 
 _SAME_FACE = 0.3
+# MTCNN's turned passes also find faces in objects (benchmarks/recognize.py's clip without
+# faces: 19 detections in 60 frames, O-Net scores 0.70-0.92) where real faces found turned
+# mostly score higher. Chosen on benchmarks/wild.py's scenes of --seed 1: the highest floor that
+# drops at most one of the 29 faces found there turned (0.77 and 0.775 dropped; 284 of
+# 300 faces found instead of 285).
+_TURNED_MIN_SCORE = 0.85
 
 
 def _turned_back(detection: Detection, back: np.ndarray) -> Detection:
@@ -199,13 +223,16 @@ def _iou(a, b) -> float:
 
 
 def create_detector(
-    name: str = "haar", rotations: tuple[float, ...] = (), **kwargs
+    name: str = DETECTOR, rotations: tuple[float, ...] | None = None, **kwargs
 ) -> FaceDetector:
     """A detector by name ("haar", "mtcnn", "yunet", "none") with its keyword options;
-    `rotations` (degrees, e.g. (-20, 20)) also searches the image turned by each angle
-    (`TurnedSearch`)."""
+    `rotations` (degrees) are the angles of its `TurnedSearch` where the upright pass finds
+    no face (None: the detector's default, `TURNED_SEARCH`; (): upright only; "none"
+    ignores them)."""
+    if rotations is None:
+        rotations = TURNED_SEARCH.get(name, ())
     if rotations and name != "none":
-        return TurnedSearch(create_detector(name, **kwargs), tuple(rotations))
+        return TurnedSearch(create_detector(name, (), **kwargs), tuple(rotations))
     if name == "haar":
         return HaarDetector(**kwargs)
     if name == "mtcnn":

@@ -1,7 +1,7 @@
 """`Recognizer`: the one entry point for recognising emotions in images, videos and streams.
 
     from ferkit import Recognizer
-    rec = Recognizer()                      # shipped "default" model, Haar detector, CPU
+    rec = Recognizer()                      # shipped "default" model, MTCNN, CPU
     faces = rec.predict("photo.jpg")        # list[Face]
     for result in rec.stream("clip.mp4"):   # FrameResult per frame, tracked and smoothed
         ...
@@ -29,6 +29,7 @@ import numpy as np
 
 from ferkit.infer.align import face_crop
 from ferkit.infer.backends import Classifier, set_onnx_threads
+from ferkit.infer.defaults import DETECTOR
 from ferkit.infer.faces import Detection, FaceDetector, create_detector
 from ferkit.infer.frames import Frame, Source, load_source, read_image
 from ferkit.infer.loading import open_classifier
@@ -51,9 +52,11 @@ class Recognizer:
     model, backend: what `ferkit.infer.loading.open_classifier` opens (a shipped name, run
         folder, checkpoint, ensemble, .onnx file, loaded model or `Classifier`; None: the
         best available) and on which backend ("auto", "torch" or "onnx").
-    detector: "haar", "mtcnn", "yunet", "none" or a `FaceDetector`; `detector_options`
-        are passed to it (e.g. {"eye_check": True}, {"model_path": "yunet.onnx"}, or
-        {"rotations": (-20, 20)} to search turned copies for rolled heads too).
+    detector: "mtcnn" (default, `ferkit.infer.defaults`), "haar", "yunet", "none" or a
+        `FaceDetector`; `detector_options` go to `create_detector` (e.g. {"eye_check":
+        True} for Haar, {"model_path": "yunet.onnx"}, or "rotations": the angles at which
+        it also searches the image turned where the upright pass finds no face; MTCNN's
+        default (-20, 20), () for upright only).
     smoothing: "mean" (default), "ema", "none" or a `SmoothingConfig` (videos and streams).
     tracking: True (defaults), False (detect every frame, no ids, no smoothing) or a
         `TrackingConfig` (detect_every, min_hits, max_missed, iou_threshold).
@@ -71,7 +74,7 @@ class Recognizer:
     def __init__(
         self,
         model="default",
-        detector: str | FaceDetector = "haar",
+        detector: str | FaceDetector = DETECTOR,
         device: str = "cpu",
         *,
         smoothing: str | SmoothingConfig = "mean",

@@ -23,6 +23,7 @@ from typing import Any
 
 from ferkit.config import TrainConfig, from_dict, read_yaml
 from ferkit.errors import ConfigError
+from ferkit.infer.defaults import DETECTOR
 
 SECTIONS = ("study", "train", "tune", "pretrained", "recognize")
 STUDY_KEYS = ("title", "number", "source", "reported", "differs")
@@ -175,7 +176,7 @@ def _recognize(data: Any, path: Path) -> RecognizePlan:
             raise ConfigError(f"{path}: recognize.clip.{key} must be a number >= 0")
     return RecognizePlan(
         model_from=_require(data, "model_from", str, "recognize.", path),
-        detector=data.get("detector", "haar"),
+        detector=data.get("detector", DETECTOR),
         smoothing=dict(smoothing),
         clip={k: float(v) for k, v in clip.items()},
     )
