@@ -8,6 +8,10 @@ training statistics. Everything else a user needs travels in the file's metadata
 (`read_metadata`): class names, input size, preprocessing, the source checkpoint's sha256,
 the quantisation and the parity measured at export.
 
+Convolution channel counts are zero-padded to a multiple of 8 before tracing where the
+model is a plain chain (`ferkit.channel_padding`): exact, and the shipped `fast` (21/42/
+84/169 channels) runs 1.3–1.5× faster in ONNX Runtime int8 with it.
+
 int8 (`ferkit.quantize`) uses ONNX Runtime's static quantisation (QDQ, per-channel
 weights) calibrated on training images; dynamic quantisation (weights only, no calibration
 data) is the fallback where no training images are at hand. Every export is checked before
@@ -31,6 +35,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ferkit.channel_padding import MULTIPLE, pad_channels
 from ferkit.errors import ConfigError, ModelError
 from ferkit.files import atomic_path, sha256_file
 from ferkit.infer.backends import ONNX_FORMAT as FORMAT
@@ -76,6 +81,7 @@ class ExportReport:
     accuracy_torch: float | None = None  # on the check faces, where they have labels
     accuracy_onnx: float | None = None
     calibration: str | None = None  # int8 static: which images calibrated it
+    channels_padded_to: int | None = None  # conv channels zero-padded (`ferkit.channel_padding`)
 
     def to_dict(self) -> dict:
         return {**asdict(self), "path": str(self.path)}
@@ -93,6 +99,8 @@ class ExportReport:
                 f"accuracy on those faces: PyTorch {self.accuracy_torch:.2%}, "
                 f"ONNX {self.accuracy_onnx:.2%} ({delta:+.2f} points)"
             )
+        if self.channels_padded_to:
+            lines.append(f"conv channels zero-padded to multiples of {self.channels_padded_to}")
         if self.calibration:
             lines.append(f"calibrated on {self.calibration}")
         return "\n".join(lines)
@@ -129,8 +137,9 @@ def _sample(images: np.ndarray, labels: np.ndarray | None, count: int | None):
     return images[index], None if labels is None else labels[index]
 
 
-def _to_proto(model: nn.Module, prep: Preprocessing, opset: int):
-    """Trace `_Exportable` into a ModelProto with a dynamic batch axis.
+def _to_proto(net: nn.Module, prep: Preprocessing, opset: int, arch: str):
+    """Trace `_Exportable` around `net` (float32, CPU, eval mode) into a ModelProto with a
+    dynamic batch axis.
 
     This uses torch's TorchScript exporter (`dynamo=False`). Both exporters of torch 2.13
     give the same graphs and parity on every zoo model, but the torch.export one took
@@ -139,7 +148,7 @@ def _to_proto(model: nn.Module, prep: Preprocessing, opset: int):
     """
     import io
 
-    wrapped = _Exportable(copy.deepcopy(model).float().cpu().eval(), prep).eval()
+    wrapped = _Exportable(net, prep).eval()
     example = torch.zeros((2, prep.size, prep.size), dtype=torch.uint8)
     buffer = io.BytesIO()
     try:
@@ -164,8 +173,7 @@ def _to_proto(model: nn.Module, prep: Preprocessing, opset: int):
     except Exception as error:  # the exporter raises many types; all mean "cannot export"
         first = (str(error).strip().splitlines() or [""])[0]
         raise ModelError(
-            f"cannot export {model.ferkit.arch!r} to ONNX (opset {opset}): "
-            f"{type(error).__name__}: {first}"
+            f"cannot export {arch!r} to ONNX (opset {opset}): {type(error).__name__}: {first}"
         ) from error
     import onnx
 
@@ -252,7 +260,9 @@ def export_onnx(
             "several times slower than fp32 on a CPU)"
         )
 
-    proto = _to_proto(model, prep, opset)
+    net = copy.deepcopy(model).float().cpu().eval()
+    padded = pad_channels(net)  # exact; None where the model is not a chain it can pad
+    proto = _to_proto(padded or net, prep, opset, meta.arch)
     if method == "none":
         _half_initializers(proto)
     else:
@@ -275,6 +285,7 @@ def export_onnx(
         "source_checkpoint": source.name if source else None,
         "source_sha256": sha,
         "quantization": method,
+        "channels_padded_to": MULTIPLE if padded is not None else None,
         "metrics": meta.metrics,
     }
     _set_props(proto, props)
@@ -311,6 +322,7 @@ def export_onnx(
         max_abs_diff=max_diff,
         agreement=agreement,
         calibration=f"{len(calib)} training faces" if method == "static" else None,
+        channels_padded_to=MULTIPLE if padded is not None else None,
     )
     if labels is not None and len(check):
         report.accuracy_torch = float((expected.argmax(1) == labels).mean())
