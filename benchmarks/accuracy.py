@@ -20,7 +20,6 @@ Prints a Markdown table and writes benchmarks/results/accuracy.json (with the CP
 from __future__ import annotations
 
 import argparse
-import time
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +28,7 @@ from _common import camera_like, fer2013_or_exit, report
 from ferkit.infer.recognizer import Recognizer, set_threads
 from ferkit.models.checkpoint import shipped_aliases, shipped_models
 from ferkit.paths import DEFAULT_STORE
+from ferkit.ship import crops_per_second
 
 
 def accuracy(rec: Recognizer, faces: np.ndarray, labels: np.ndarray) -> float:
@@ -36,20 +36,6 @@ def accuracy(rec: Recognizer, faces: np.ndarray, labels: np.ndarray) -> float:
     crops = np.stack([rec.crop(face, None) for face in faces])
     probs = rec.classifier.predict_proba(crops)
     return float((probs.argmax(1) == labels).mean())
-
-
-def faces_per_second(rec: Recognizer, faces: np.ndarray, batch: int, seconds: float) -> float:
-    """Best of 3 rounds of `predict_batch` over `batch` face crops at a time."""
-    images = [np.ascontiguousarray(face) for face in faces]
-    best = 0.0
-    for _ in range(3):
-        start, done = time.perf_counter(), 0
-        while time.perf_counter() - start < seconds / 3:
-            offset = done % (len(images) - batch)
-            rec.predict_batch(images[offset : offset + batch])
-            done += batch
-        best = max(best, done / (time.perf_counter() - start))
-    return best
 
 
 def main() -> None:
@@ -76,6 +62,7 @@ def main() -> None:
     with open_store(args.store) as store:
         faces, labels = store.split_arrays(args.split)
     degraded = camera_like(faces)
+    images = [np.ascontiguousarray(face) for face in faces]  # predict_batch takes images
     set_threads(args.threads)
     rows = []
     for name in args.models:
@@ -91,7 +78,7 @@ def main() -> None:
             "Recognizer: clean": clean,
             "Recognizer: camera-like": camera,
             "drop (points)": 100 * (clean - camera),
-            "faces/s": faces_per_second(rec, faces, args.batch, args.seconds),
+            "faces/s": crops_per_second(rec.predict_batch, images, args.batch, args.seconds),
         })  # fmt: skip
         print(rows[-1], flush=True)
     name = "accuracy" if args.split == "test" else "accuracy_val"

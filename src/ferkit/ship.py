@@ -36,16 +36,19 @@ def card_path(weights: Path) -> Path:
     return weights.with_name(weights.stem + CARD_SUFFIX)
 
 
-def crops_per_second(classifier, faces: np.ndarray, batch: int = 64, seconds: float = 3.0) -> float:
-    """Sustained throughput on real crops at a fixed batch size (best of 3 rounds)."""
+def crops_per_second(predict, faces, batch: int = 64, seconds: float = 3.0) -> float:
+    """Sustained throughput of `predict` (a batch of face crops in) on real crops at a fixed
+    batch size, best of 3 rounds. The one measurement behind the cards' crops/s (a
+    classifier's `predict_proba`) and benchmarks/accuracy.py's faces/s (a Recognizer's
+    `predict_batch`); `faces` is an array or a list of crops."""
     if len(faces) <= batch:
-        faces = np.resize(faces, (batch + 1, *faces.shape[1:]))
+        faces = np.resize(np.asarray(faces), (batch + 1, *np.shape(faces[0])))
     best = 0.0
     for _ in range(3):
         start, done = time.perf_counter(), 0
         while time.perf_counter() - start < seconds / 3:
-            offset = (done // batch * batch) % (len(faces) - batch)
-            classifier.predict_proba(faces[offset : offset + batch])
+            offset = done % (len(faces) - batch)
+            predict(faces[offset : offset + batch])
             done += batch
         best = max(best, done / (time.perf_counter() - start))
     return best
@@ -172,7 +175,7 @@ def ship_model(
     folder = Path(dest) if dest is not None else weights_dir()
     weights = shipped.save(folder / f"{name}.safetensors", half=half)
     with torch_threads(min(SPEED_THREADS, os.cpu_count() or 1)):
-        speed = crops_per_second(classifier, data_split.faces)
+        speed = crops_per_second(classifier.predict_proba, data_split.faces)
     card = {
         "name": name,
         "file": weights.name,
@@ -298,7 +301,9 @@ def ship_ensemble(
             "temperature": temperature,
             "test_ece_before": calibration["ece_before"],
             "test_ece_after": calibration["ece_after"],
-            "crops_per_s_batch64_all_members": crops_per_second(ensemble, data_split.faces),
+            "crops_per_s_batch64_all_members": crops_per_second(
+                ensemble.predict_proba, data_split.faces
+            ),
         },
         "hardware_measured_on": cpu_summary(),
         "measured_by": f"ferkit ship {' '.join(members)} --name {name} --data {data}"
