@@ -1,7 +1,7 @@
 """The HTTP API and websocket with FastAPI's TestClient: every endpoint, every limit and
 every kind of bad input, answered with a JSON reason. A tiny untrained classifier stands in
 for a real model (the server, not the model, is under test); faces come from the bundled
-astronaut portrait and OpenCV's Haar detector."""
+astronaut portrait and the default detector (MTCNN)."""
 
 from __future__ import annotations
 
