@@ -18,9 +18,9 @@ in one run, on the same files and the same model:
     python benchmarks/batch.py [--clips 20] [--seconds 10] [--fps 30] [--long-minutes 10]
                                [--long-fps 30] [--model default] [--detector NAME]
                                [--workers 1 2] [--skip-ray] [--skip-predict] [--repeat 1]
-                               [--results DIR]
+                               [--out batch] [--results DIR]
 
-Prints a Markdown table and writes benchmarks/results/batch.json (or DIR/batch.json). Run it
+Prints a Markdown table and writes benchmarks/results/OUT.json (or DIR/OUT.json). Run it
 on a quiet machine for absolute numbers; on a shared one the ratios of one run are what to
 compare, and --results keeps them apart from the stored quiet-machine figures.
 """
@@ -155,8 +155,9 @@ def main() -> None:
     parser.add_argument("--skip-ray", action="store_true")
     parser.add_argument("--skip-predict", action="store_true", help="no `ferkit predict` runs")
     parser.add_argument("--repeat", type=int, default=1, help="runs per engine (fastest kept)")
+    parser.add_argument("--out", default="batch", help="results/OUT.json")
     parser.add_argument("--results", default=None,
-                        help="folder for batch.json [default: benchmarks/results] (runs on a "
+                        help="folder for OUT.json [default: benchmarks/results] (runs on a "
                         "busy machine, not comparable with the stored ones)")  # fmt: skip
     args = parser.parse_args()
     chosen = {"detector": args.detector} if args.detector else {}
@@ -244,7 +245,7 @@ def main() -> None:
         import _common
 
         _common.RESULTS = Path(args.results)
-    report("batch", rows, **extra)
+    report(args.out, rows, **extra)
 
 
 if __name__ == "__main__":
