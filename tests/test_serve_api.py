@@ -19,6 +19,7 @@ pytest.importorskip("multipart")
 from fastapi.testclient import TestClient  # noqa: E402
 from starlette.websockets import WebSocketDisconnect  # noqa: E402
 
+from ferkit.infer.defaults import DETECTOR  # noqa: E402
 from ferkit.infer.demo import sample_image  # noqa: E402
 from ferkit.infer.smoothing import SmoothingConfig  # noqa: E402
 from ferkit.labels import EMOTIONS  # noqa: E402
@@ -78,6 +79,7 @@ def test_health_and_models(client):
     models = client.get("/api/models").json()
     active = models["active"]
     assert active["class_names"] == list(EMOTIONS) and active["backend"] == "torch"
+    assert active["detector"] == DETECTOR  # its name, also when searched turned too
     assert set(active["colors"]) == set(EMOTIONS)
     assert all(c.startswith("#") and len(c) == 7 for c in active["colors"].values())
     assert isinstance(models["shipped"], list) and models["limits"]["max_batch"] == 3
@@ -230,14 +232,18 @@ def test_stream_tracks_and_smooths_per_connection(client):
         hello = ws.receive_json()
         assert hello["type"] == "hello" and hello["limits"]["max_fps"] == 15.0
         assert hello["smoothing"] == asdict(SmoothingConfig())  # the Recognizer's default
-        results = []
-        for seq in range(1, 5):
+        # Frames sent faster than max_fps are answered "dropped" (how many depends on the
+        # machine's speed), so send until four were processed, within a bound.
+        results, seq = [], 0
+        while len(results) < 4 and seq < 40:
+            seq += 1
             ws.send_bytes(PHOTO)
             message = ws.receive_json()
             assert message["seq"] == seq  # every frame gets exactly one answer, in order
+            assert message["type"] in ("result", "dropped"), message
             if message["type"] == "result":
                 results.append(message)
-        assert len(results) >= 3
+        assert len(results) == 4
         # The face is confirmed after two detections and keeps its id.
         ids = [[f["track_id"] for f in r["faces"]] for r in results]
         assert ids[-1] == [1] and all(i in ([], [1]) for i in ids)

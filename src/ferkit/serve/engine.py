@@ -90,7 +90,7 @@ class Engine:
             "backend": backend_name(self.recognizer.classifier),
             "class_names": list(self.recognizer.class_names),
             "input_size": self.recognizer.preprocessing.size,
-            "detector": type(self.recognizer.detector).__name__,
+            "detector": self.recognizer.detector.name,
             "smoothing": vars(self.recognizer.smoothing),
             "colors": {name: _css(COLORS.get(name)) for name in self.recognizer.class_names},
         }
