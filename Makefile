@@ -55,6 +55,7 @@ screenshot: $(STAMP) chromium
 	FERKIT_SCREENSHOT=$(abspath docs/serve.png) $(BIN)/python -m pytest -q tests/test_serve_browser.py
 
 bench: $(STAMP)
+	$(BIN)/python -m pip install -q -e ".[bench]"
 	@for script in benchmarks/[!_]*.py; do \
 		echo "== $$script"; $(BIN)/python $$script || exit 1; \
 	done
