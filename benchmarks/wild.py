@@ -160,7 +160,7 @@ def crop(image, detection, prep, detector: str, points) -> np.ndarray:
 # + nose ("fit"), from the box mapped by the detector's box frame ("box"), from both
 # ("mean": centres averaged, sides geometric mean) or from the line through the eyes
 # ("eyes"; "eyes > T°": only where the roll exceeds T, since FER-2013's own faces are not
-# upright either). Chosen on --seed 1 (600 stills), reported on seed 0 (README): the mean
+# upright either). Chosen on --seed 1 (600 stills), reported on seed 0 (docs/faces.md): the mean
 # with the eye-line roll became `align="template"`'s framing for MTCNN.
 def framing(detection, prep, kind: str, centre: str, side: str, roll: str) -> np.ndarray:
     size = prep.size

@@ -13,7 +13,7 @@ training framing recorded in the model's `Preprocessing` (`align="template"`):
   MTCNN finds in FER-2013 training faces; the box frame is the frame placed relative to
   the box as FER-2013 faces place it for that detector (`prep.box_frames`, measured the
   same way). Each alone puts the frame's centre about 3.5 px (of 48) off the true
-  frame's, partly independently; their mean 3.0–3.2 px (benchmarks/wild.py, README);
+  frame's, partly independently; their mean 3.0–3.2 px (benchmarks/wild.py, docs/faces.md);
 - with landmarks but no box frame (YuNet), and with `align="similarity"` (the default
   before): the landmark fit alone;
 - without landmarks (Haar): the box frame;

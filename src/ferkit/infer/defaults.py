@@ -5,7 +5,7 @@ without loading numpy, torch or OpenCV.
 
 - `DETECTOR`: MTCNN. On benchmarks/wild.py's rolled faces it finds far more than Haar's
   frontal cascade, and with tracking it is as fast on benchmarks/recognize.py's clips
-  (README, "Faces in the wild").
+  (docs/faces.md, "Faces in the wild").
 - `TURNED_SEARCH`: per detector, the angles at which it searches the image turned too,
   where its upright pass finds no face (`ferkit.infer.faces.TurnedSearch`): heads rolled
   past what it finds upright, at no cost while a face is in view. MTCNN's turned faces
