@@ -9,8 +9,8 @@ from torch import nn
 
 from ferkit.errors import ModelError
 from ferkit.models.layers import ACTIVATIONS, make_activation
+from ferkit.models.pretrained import load_pretrained
 from ferkit.models.registry import create_model, list_models, model_options, model_summary
-from ferkit.models.transfer import load_torchvision_weights
 
 # Options that keep the ImageNet-sized networks cheap on a CPU without changing their layout.
 CHEAP = {"vgg16": {"fc": 64}}
@@ -229,8 +229,8 @@ def test_vgg16_loading_skips_only_the_mismatched_head(tmp_path):
     file = tmp_path / "vgg16.pth"
     torch.save({"state_dict": imagenet.state_dict()}, file)  # nested, as training scripts do
     model = create_model("vgg16", fc=64)
-    skipped = load_torchvision_weights(
-        model, file, input_conv="features.0.weight", head="classifier."
+    skipped = load_pretrained(
+        model, file, input_conv="features.0.weight", head="classifier.", origin="torchvision's"
     )
     assert skipped == ["classifier.6.weight", "classifier.6.bias"]
     torch.testing.assert_close(
