@@ -5,11 +5,18 @@ Generated 640×480 clips (the bundled astronaut head, 1–4 faces per clip drift
 gradient background; mp4, so decoding counts) and one long video. Measured side by side
 in one run, on the same files and the same model:
 
-- frames/s of `ferkit batch` with the local pool (1 and 2 workers) and a local Ray cluster
-  (1 and 2 CPUs), against `ferkit predict` run file by file (one process per file, as a
-  shell loop would) — wall clock, including each engine's start-up; and, from the progress
-  counts, the start-up (seconds to the first frame a worker counted) and the frames/s
-  after it;
+- frames/s of `ferkit batch` with the local pool (1 and 2 workers) and on Ray (1 and 2
+  CPUs), against `ferkit predict` run file by file (one process per file, as a shell loop
+  would) — wall clock, including each engine's start-up; and, from the progress counts,
+  the start-up (seconds to the first frame a worker counted) and the frames/s after it.
+  Ray runs twice, each its own row: "batch ray" as `--engine ray` without `--address`
+  (the run starts a one-machine cluster and stops it, both timed), and "batch ray,
+  running cluster" as a cluster user runs it, `--address` of a head started before the
+  clock starts (`ray start --head --num-cpus N`, `_ray_head`; its workers at the driver's
+  priority and token authentication, as in the self-started one) and stopped after it
+  stops: timed are joining it, its actors' start (a worker process each, importing ferkit
+  and loading the model), the work and leaving it, not the cluster's start or stop
+  (`--skip-ray` skips both rows);
 - peak RSS of the worker (its ru_maxrss, a fresh one per run) on the long video processed
   whole (no split) against a `--seconds` clip: streaming keeps it flat;
 - rows/s of the Parquet writer alone (synthetic results);
@@ -39,6 +46,7 @@ import cv2
 import numpy as np
 
 from _common import report
+from _ray_head import ray_head, use_token_auth
 from ferkit.batch import recognizer_settings, run_batch
 from ferkit.batch.progress import BatchProgress
 from ferkit.errors import ConfigError
@@ -105,6 +113,19 @@ def timed_batch(sources, out, settings, **options) -> dict:
             / max(end - (bar.first or end), 1e-9)}  # fmt: skip
 
 
+LOCAL, RAY, RUNNING = "local", "ray", "ray, running cluster"  # the rows' engines
+
+
+def timed_engine(engine: str, sources, out, settings, workers: int) -> dict:
+    """`timed_batch` on one engine; RUNNING joins a head started before the clock starts
+    and stopped after it stops (as a cluster user's is already running)."""
+    if engine != RUNNING:
+        return timed_batch(sources, out, settings, engine=engine, workers=workers)
+    with ray_head(workers) as address:
+        return timed_batch(sources, out, settings, engine=RAY, workers=workers,
+                           address=address)  # fmt: skip
+
+
 def predict_file_by_file(sources, out: Path, model: str, detector: str) -> float:
     start = time.perf_counter()
     for i, source in enumerate(sources):
@@ -160,6 +181,7 @@ def main() -> None:
                         help="folder for OUT.json [default: benchmarks/results] (runs on a "
                         "busy machine, not comparable with the stored ones)")  # fmt: skip
     args = parser.parse_args()
+    use_token_auth()  # the same for the clusters a run starts and those started for it
     chosen = {"detector": args.detector} if args.detector else {}
     settings = recognizer_settings(args.model, **chosen)
     rows, extra = [], {"cpu_flags": cpu_flags(), "load_avg_at_start": os.getloadavg(),
@@ -172,21 +194,23 @@ def main() -> None:
             make_clip(c, args.seconds, args.fps, 1 + i % 4, i) for i, c in enumerate(clips)
         )
 
+        twins: dict = {}  # a Ray row's run → the pool's with as many workers
+
         def row(name, seconds, **more):
             rows.append({"run": name, "seconds": seconds, "frames/s": frames / seconds, **more})
             print(rows[-1], flush=True)
 
-        # each Ray run right after the pool's with as many workers, so that both meet the
+        # each Ray run right after the pool's with as many workers, so that all meet the
         # same load; --repeat runs the sequence again and keeps each one's fastest run
-        pairs = [(e, w) for w in args.workers for e in ("local", "ray")]
-        engines = [(e, w) for e, w in pairs if not (args.skip_ray and e == "ray")]
+        ray_runs = () if args.skip_ray else (RAY, RUNNING)
+        engines = [(e, w) for w in args.workers for e in (LOCAL, *ray_runs)]
         best: dict = {}
         for attempt in range(args.repeat):
             for engine, workers in engines:
-                out = root / f"{engine}{workers}-{attempt}"
+                out = root / f"{engine.replace(' ', '')}{workers}-{attempt}"
                 try:
-                    got = timed_batch(clips, out, settings, engine=engine, workers=workers)
-                except ConfigError as error:  # e.g. Ray's cluster did not start on a busy machine
+                    got = timed_engine(engine, clips, out, settings, workers)
+                except (ConfigError, RuntimeError) as error:  # e.g. Ray did not start
                     extra.setdefault("errors", {})[f"{engine} {workers}"] = str(error)
                     print(f"{engine}, {workers} worker(s): {error}", flush=True)
                     continue
@@ -198,7 +222,7 @@ def main() -> None:
                 kept = best.get((engine, workers))
                 if kept is None or got["seconds"] < kept["seconds"]:
                     best[engine, workers] = got
-                if (engine, workers, attempt) == ("local", max(args.workers), 0):
+                if (engine, workers, attempt) == (LOCAL, max(args.workers), 0):
                     again = timed_batch(clips, out, settings, engine=engine, workers=workers)
                     extra["resume"] = {"skipped_share": again["skipped"] / len(clips),
                                        "processed": again["processed"],
@@ -207,6 +231,8 @@ def main() -> None:
             row(f"batch {engine}, {workers} worker(s)", got["seconds"], rows=got["rows"],
                 peak_rss_mb=got["peak_rss_mb"], start_up_s=got["start_up_s"],
                 frames_per_s_after_start_up=got["frames_per_s_after_start_up"])  # fmt: skip
+            if engine != LOCAL:
+                twins[rows[-1]["run"]] = f"batch {LOCAL}, {workers} worker(s)"
         if not args.skip_predict:
             detector = settings["detector"]
             seconds = predict_file_by_file(clips, root / "predict", args.model, detector)
@@ -230,12 +256,12 @@ def main() -> None:
         extra["writer_rows_per_s"] = writer_rows_per_s(root / "rows.parquet")
     by = {r["run"]: r["frames/s"] for r in rows}
     one = by.get("batch local, 1 worker(s)")
+    steady = {r["run"]: r["frames_per_s_after_start_up"] for r in rows}
     for r in rows:
         r["vs local 1 worker"] = r["frames/s"] / one if one else ""
-        twin = r["run"].replace("batch ray", "batch local")  # Ray vs the pool, as many workers
-        ray = "ray" in r["run"] and twin in by
+        twin = twins.get(r["run"])
+        ray = twin in by
         r["vs local, same workers"] = r["frames/s"] / by[twin] if ray else ""
-        steady = {x["run"]: x["frames_per_s_after_start_up"] for x in rows}
         r["after start-up, vs local"] = (
             r["frames_per_s_after_start_up"] / max(steady[twin], 1e-9) if ray else ""
         )

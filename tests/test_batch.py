@@ -232,6 +232,48 @@ def test_ray_cluster_gives_the_rows_of_the_local_pool(local_run, clips, settings
     assert_bar_counted_every_frame(bar, report, tmp_path / "ray")
 
 
+def test_a_running_ray_cluster_joined_by_address_gives_the_rows_of_the_local_pool(
+    local_run, clips, checkpoint, tmp_path, monkeypatch
+):
+    """`--address` as a cluster user passes it, to a head started by `ray start --head`
+    (the benchmark's `_ray_head`, which stops it however the block ends)."""
+    pytest.importorskip("ray", reason="Ray is not installed (pip install 'ferkit[ray]')")
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    from _ray_head import HeadDidNotStart, ray_head, use_token_auth
+    from ferkit.batch.engines import check_address
+    from ferkit.errors import ConfigError
+
+    for name in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN"):  # use_token_auth's: restored afterwards
+        monkeypatch.setenv(name, "")
+        monkeypatch.delenv(name)
+    use_token_auth()
+    out, _ = local_run
+    with pytest.raises(KeyboardInterrupt):
+        try:
+            with ray_head(1) as address:  # 1 CPU: one actor, one torch import
+                command = [sys.executable, "-m", "ferkit", "batch", *map(str, clips), "--out",
+                           str(tmp_path / "ray"), "--model", str(checkpoint), "--engine",
+                           "ray", "--address", address]  # fmt: skip
+                done = subprocess.run(command, capture_output=True, text=True, timeout=600)
+                raise KeyboardInterrupt  # a run stopped in the middle: the head goes too
+        except HeadDidNotStart as error:  # Ray's own start-up limits, not ferkit, failed
+            last = str(error).strip().splitlines()[-1]
+            pytest.skip(f"Ray's head did not start on this machine: {last}")
+    assert done.returncode == 0, done.stderr[-2000:]
+    manifest = json.loads((tmp_path / "ray" / "manifest.json").read_text())
+    assert manifest["files"]["processed"] == len(clips)
+    assert rows_by_file(tmp_path / "ray") == rows_by_file(out)
+    deadline = time.monotonic() + 60  # the head's processes exit a moment after it
+    while time.monotonic() < deadline:
+        try:
+            check_address(address)
+        except ConfigError:
+            break
+        time.sleep(0.5)
+    with pytest.raises(ConfigError, match="cannot reach"):
+        check_address(address)
+
+
 def test_ray_actors_are_sent_one_video_or_a_few_dozen_images_at_a_time():
     """Each Ray actor has its own queue: a video queued behind another could leave one
     actor busy at the end of a run while the other idles, so a video goes only to an actor
