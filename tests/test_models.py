@@ -24,6 +24,7 @@ FAMILIES = {
     "cbam_resnet18",
     "vgg16",
     "resnet50",
+    "efficientnet_lite0",
 }
 
 

@@ -14,6 +14,7 @@ from ferkit.errors import ModelError
 # name → (module class, whether it accepts inplace=True)
 _ACTIVATIONS: dict[str, tuple[type[nn.Module], bool]] = {
     "relu": (nn.ReLU, True),
+    "relu6": (nn.ReLU6, True),  # EfficientNet-Lite's, kept for its ImageNet weights
     "elu": (nn.ELU, True),
     "gelu": (nn.GELU, False),
     "silu": (nn.SiLU, True),

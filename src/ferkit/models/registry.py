@@ -20,7 +20,15 @@ from torch import nn
 from ferkit.errors import ModelError
 
 # Family modules under ferkit.models, imported on first use of the registry.
-_FAMILIES = ("seed_cnn", "mini_xception", "vgg", "resnet", "attention", "transfer")
+_FAMILIES = (
+    "seed_cnn",
+    "mini_xception",
+    "vgg",
+    "resnet",
+    "attention",
+    "transfer",
+    "efficientnet",
+)
 _REGISTRY: dict[str, Callable[..., nn.Module]] = {}
 _families_loaded = False
 
