@@ -405,16 +405,19 @@ def main() -> None:
     load = os.getloadavg()[0]
     start = time.perf_counter()
     still_rows = stills(recs, faces, labels, args.seed)
-    report(f"{args.out}_stills", still_rows)
+    report(f"{args.out}.partial-stills", still_rows)  # kept if a later part fails
     clip_rows = clips(args.model, faces, args.clips, args.seed + 1) if args.clips else []
     if clip_rows:
-        report(f"{args.out}_clips", clip_rows)
+        report(f"{args.out}.partial-clips", clip_rows)
     speed_rows = speed_and_false(args.model, args.frames, args.seed + 2) if args.frames else []
     report(args.out, speed_rows or [{"speed": "not measured (--frames 0)"}], model=args.model,
            stills=still_rows, clips=clip_rows, seed=args.seed, detectors=chosen,
            seconds=round(time.perf_counter() - start, 1), load_average_at_start=load)  # fmt: skip
-    for stale in ("stills", "clips"):  # their rows live in OUT.json
-        (Path(__file__).parent / "results" / f"{args.out}_{stale}.json").unlink(missing_ok=True)
+    # The parts' rows live in OUT.json now. (Named `.partial-*`, unlike `OUT_clips`, so that
+    # they never collide with another run's results such as `--out wild_clips`.)
+    for part in ("stills", "clips"):
+        partial = Path(__file__).parent / "results" / f"{args.out}.partial-{part}.json"
+        partial.unlink(missing_ok=True)
 
 
 if __name__ == "__main__":
