@@ -149,6 +149,9 @@ def test_schedules():
     assert cosine[5:] == sorted(cosine[5:], reverse=True) and cosine[-1] < 0.01
     onecycle = lrs(SchedulerConfig(name="onecycle", pct_start=0.25))
     assert max(onecycle) == pytest.approx(0.1, rel=0.01) and onecycle[-1] < 1e-3
+    for steps in (1, 2, 4):  # a few batches: pct_start × steps − 1 would be 0 or less
+        short = lrs(SchedulerConfig(name="onecycle", pct_start=0.2), epochs=1, steps=steps)
+        assert all(0 < lr <= 0.1 + 1e-9 for lr in short)
     step = lrs(SchedulerConfig(name="step", step_size=2, gamma=0.5))
     assert step[0] == 0.1 and step[-1] == pytest.approx(0.05)
     plateau = lrs(SchedulerConfig(name="plateau", patience=0, factor=0.5), metric=0.3)

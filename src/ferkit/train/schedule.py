@@ -73,11 +73,15 @@ class LRSchedule:
             factor = _WarmupCosine(min(warmup, total), total, cfg.min_lr_ratio)
             self.scheduler = sched.LambdaLR(optimizer, factor)
         elif cfg.name == "onecycle":
+            steps = total + 1  # stepped after every batch, the last one included
             self.scheduler = sched.OneCycleLR(
                 optimizer,
                 max_lr=base_lr,
-                total_steps=total + 1,  # stepped after every batch, the last one included
-                pct_start=cfg.pct_start,
+                total_steps=steps,
+                # torch divides by the rising phase's length, pct_start × steps − 1: a run
+                # of a few batches (a smoke run on a subset) rises over 1.5 steps instead
+                # of failing with ZeroDivisionError; long runs are unchanged.
+                pct_start=max(cfg.pct_start, 1.5 / steps),
                 div_factor=cfg.div_factor,
                 final_div_factor=cfg.final_div_factor,
                 cycle_momentum=False,
