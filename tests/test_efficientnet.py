@@ -13,6 +13,7 @@ from ferkit.errors import ModelError
 from ferkit.models import efficientnet
 from ferkit.models.efficientnet import SameConv2d, imagenet_weights_file
 from ferkit.models.registry import create_model
+from state_dict_shapes import batch_norm_shapes
 
 # efficientnet-lite-pytorch's block strings for Lite0 (utils.efficientnet_lite): repeats,
 # kernel, stride, expansion, input and output channels of each stage.
@@ -27,16 +28,9 @@ LITE0_BLOCKS = (
 )
 
 
-def _bn(prefix: str, channels: int) -> dict:
-    stats = {
-        f"{prefix}.{k}": (channels,) for k in ("weight", "bias", "running_mean", "running_var")
-    }
-    return {**stats, f"{prefix}.num_batches_tracked": ()}
-
-
 def _wheel_shapes() -> dict:
     """Key → shape of the wheel's state dict, written out from the reference's block strings."""
-    shapes = {"_conv_stem.weight": (32, 3, 3, 3), **_bn("_bn0", 32)}
+    shapes = {"_conv_stem.weight": (32, 3, 3, 3), **batch_norm_shapes("_bn0", 32)}
     index = 0
     for text in LITE0_BLOCKS:
         fields = dict((part[0], part[1:]) for part in text.split("_"))
@@ -46,13 +40,13 @@ def _wheel_shapes() -> dict:
             p, mid = f"_blocks.{index}", cin * expand
             if expand != 1:
                 shapes[f"{p}._expand_conv.weight"] = (mid, cin, 1, 1)
-                shapes.update(_bn(f"{p}._bn0", mid))
+                shapes.update(batch_norm_shapes(f"{p}._bn0", mid))
             shapes[f"{p}._depthwise_conv.weight"] = (mid, 1, kernel, kernel)
-            shapes.update(_bn(f"{p}._bn1", mid))
+            shapes.update(batch_norm_shapes(f"{p}._bn1", mid))
             shapes[f"{p}._project_conv.weight"] = (cout, mid, 1, 1)
-            shapes.update(_bn(f"{p}._bn2", cout))
+            shapes.update(batch_norm_shapes(f"{p}._bn2", cout))
             cin, index = cout, index + 1
-    shapes.update({"_conv_head.weight": (1280, 320, 1, 1), **_bn("_bn1", 1280)})
+    shapes.update({"_conv_head.weight": (1280, 320, 1, 1), **batch_norm_shapes("_bn1", 1280)})
     return {**shapes, "_fc.weight": (1000, 1280), "_fc.bias": (1000,)}
 
 

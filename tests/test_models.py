@@ -11,6 +11,7 @@ from ferkit.errors import ModelError
 from ferkit.models.layers import ACTIVATIONS, make_activation
 from ferkit.models.pretrained import load_pretrained
 from ferkit.models.registry import create_model, list_models, model_options, model_summary
+from state_dict_shapes import batch_norm_shapes
 
 # Options that keep the ImageNet-sized networks cheap on a CPU without changing their layout.
 CHEAP = {"vgg16": {"fc": 64}}
@@ -155,29 +156,22 @@ def test_channels_last_and_cpu_autocast(name):
 # ---------------------------------------------------------------- torchvision layouts
 
 
-def _bn(prefix: str, channels: int) -> dict:
-    stats = {
-        f"{prefix}.{k}": (channels,) for k in ("weight", "bias", "running_mean", "running_var")
-    }
-    return {**stats, f"{prefix}.num_batches_tracked": ()}
-
-
 def _torchvision_resnet50_shapes() -> dict:
     """Key → shape of torchvision's resnet50().state_dict(), written out from its source."""
-    shapes = {"conv1.weight": (64, 3, 7, 7), **_bn("bn1", 64)}
+    shapes = {"conv1.weight": (64, 3, 7, 7), **batch_norm_shapes("bn1", 64)}
     inplanes = 64
     for stage, (planes, blocks) in enumerate(zip((64, 128, 256, 512), (3, 4, 6, 3)), start=1):
         for block in range(blocks):
             p = f"layer{stage}.{block}"
             shapes[f"{p}.conv1.weight"] = (planes, inplanes, 1, 1)
-            shapes.update(_bn(f"{p}.bn1", planes))
+            shapes.update(batch_norm_shapes(f"{p}.bn1", planes))
             shapes[f"{p}.conv2.weight"] = (planes, planes, 3, 3)
-            shapes.update(_bn(f"{p}.bn2", planes))
+            shapes.update(batch_norm_shapes(f"{p}.bn2", planes))
             shapes[f"{p}.conv3.weight"] = (planes * 4, planes, 1, 1)
-            shapes.update(_bn(f"{p}.bn3", planes * 4))
+            shapes.update(batch_norm_shapes(f"{p}.bn3", planes * 4))
             if block == 0:
                 shapes[f"{p}.downsample.0.weight"] = (planes * 4, inplanes, 1, 1)
-                shapes.update(_bn(f"{p}.downsample.1", planes * 4))
+                shapes.update(batch_norm_shapes(f"{p}.downsample.1", planes * 4))
             inplanes = planes * 4
     return {**shapes, "fc.weight": (1000, 2048), "fc.bias": (1000,)}
 
