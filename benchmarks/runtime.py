@@ -132,7 +132,7 @@ def bench_model(spec, store, faces, labels, args, folder: Path) -> list[dict]:
             "x torch b64": speed[64][0][key] / speed[64][0]["torch fp32"],
             "load": f"{speed[1][1]:.1f}/{speed[64][1]:.1f}",
         })  # fmt: skip
-    rows[2]["int8 agreement"] = int8.agreement
+    rows[list(classifiers).index(INT8)]["int8 agreement"] = int8.agreement
     return rows
 
 
