@@ -217,7 +217,10 @@ def test_killed_worker_trial_is_retried_and_resumed(store, tmp_path):
     done_before = list(csv.DictReader((first / "metrics.csv").open()))
     assert 1 <= len(done_before) < 3
 
-    time.sleep(2.5)  # the grace period (2 heartbeats) passes: the trial is stale
+    # The grace period (2 heartbeats, 2 s) passes: the trial is stale. SQLite's timestamps,
+    # which Optuna compares, have whole seconds, so 2.5 s could read as 2 (not stale): any
+    # wait over grace + 1 s reads as more than the grace, however busy the machine.
+    time.sleep(3.5)
     base = tiny_base(store, epochs=3)
     result = tune(base, study_name="kill", trials=1, out=out, heartbeat=1, plots=False)
     killed, retry = optuna.load_study(study_name="kill", storage=result.storage).trials
