@@ -41,7 +41,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from _common import camera_like
+from _common import DETECTORS, camera_like
 from ferkit.infer.demo import sample_image
 from ferkit.infer.frames import read_image
 from ferkit.infer.loading import choose_model
@@ -218,16 +218,6 @@ def equalisation_study(classifier, store_path: Path) -> list[dict] | str:
             rows.append({"faces": name, "equalize": equalize, "accuracy": accuracy,
                          "n": int(len(labels))})  # fmt: skip
     return rows
-
-
-# label: (detector, options), side by side in one run; rotations: the angles of the turned
-# search where the upright pass finds no face (MTCNN's default ±20°, Haar's none).
-DETECTORS = {
-    "haar": ("haar", {}),
-    "haar, turned ±20°": ("haar", {"rotations": (-20, 20)}),
-    "mtcnn, upright only": ("mtcnn", {"rotations": ()}),
-    "mtcnn (default)": ("mtcnn", {}),
-}
 
 
 def speed_and_recall(model, frames: int, detectors, repeat: int) -> list[dict]:

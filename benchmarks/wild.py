@@ -41,7 +41,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from _common import REPO_STORE, report
+from _common import DETECTORS, REPO_STORE, report
 from ferkit.data.store import open_store
 from ferkit.infer.align import (
     box_frame,
@@ -138,13 +138,6 @@ def matches(box, truth) -> bool:
 
 # ---------------------------------------------------------------------- stills
 ALL = (0, 1, 2, 3, 4)
-DETECTORS = {  # label: (detector, options); rotations: the angles of the turned search
-    # where the upright pass finds no face (MTCNN's default: ±20°; Haar's: none)
-    "haar": ("haar", {}),
-    "haar, turned ±20°": ("haar", {"rotations": (-20, 20)}),
-    "mtcnn, upright only": ("mtcnn", {"rotations": ()}),
-    "mtcnn": ("mtcnn", {}),  # the default
-}
 
 
 def crop(image, detection, prep, detector: str, points) -> np.ndarray:
