@@ -119,3 +119,12 @@ def test_resolve_config_merges_defaults_file_flags_and_sets_in_that_order(tmp_pa
     assert flagged.data.path == str(tmp_path / "s.h5")
     final = resolve_config(path, {"epochs": 7}, ["epochs=9", "optim.lr=0.5"])
     assert (final.epochs, final.optim.lr, final.batch_size) == (9, 0.5, 32)
+
+
+def test_yaml_on_off_reach_string_choices_as_words():
+    """YAML 1.1 reads `off` as False: `--set channels_last=off` must still mean "off"."""
+    config = apply_overrides(TrainConfig(), ["channels_last=off", "amp=off"])
+    assert (config.channels_last, config.amp) == ("off", "off")
+    assert apply_overrides(TrainConfig(), {"channels_last": True}).channels_last == "on"
+    with pytest.raises(ConfigError, match="data.labels"):
+        apply_overrides(TrainConfig(), ["data.labels=no"])  # "off" is not one of its choices

@@ -220,7 +220,9 @@ def _coerce(value: Any, kind: Any, where: str) -> Any:
             if float(value).is_integer():
                 return int(value)
     elif kind is str:
-        if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+        if isinstance(value, bool):  # YAML 1.1 reads on/off (yes/no) as booleans
+            return "on" if value else "off"
+        if isinstance(value, (str, int, float)):
             return str(value)
     elif kind is dict:
         if isinstance(value, dict):

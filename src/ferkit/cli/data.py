@@ -1,4 +1,4 @@
-"""`ferkit data prepare` and `ferkit data inspect`."""
+"""`ferkit data prepare`, `ferkit data inspect`, `ferkit data pack` and `ferkit data unpack`."""
 
 from __future__ import annotations
 
@@ -111,3 +111,39 @@ def data_inspect(
                     axes=("FER-2013 label", "FER+ majority"),
                 )  # fmt: skip
                 typer.echo(f"wrote {plot}")
+
+
+@data_app.command("pack")
+def data_pack(
+    store: Annotated[Path, typer.Argument(help="an HDF5 store written by `ferkit data prepare`")],
+    out: Annotated[Path, typer.Option(help="the .npz pack to write")],
+    splits: Annotated[str, typer.Option(help="splits to take, comma-separated")] = "train,val",
+    lossy: Annotated[
+        str, typer.Option(help="splits stored as WebP (the others as lossless PNG)")
+    ] = "train",
+    quality: Annotated[int, typer.Option(help="WebP quality of the lossy splits")] = 95,
+    force: Annotated[bool, typer.Option(help="overwrite an existing pack")] = False,
+) -> None:
+    """A compact copy of a store for a machine with a transfer limit (docs/gpu.md): the
+    training faces as WebP, the faces that pick the epoch lossless."""
+    from ferkit.data.pack import pack_store
+
+    def names(text: str) -> tuple[str, ...]:
+        return tuple(part.strip() for part in text.split(",") if part.strip())
+
+    path = pack_store(
+        store, out, splits=names(splits), lossy=names(lossy), quality=quality, force=force
+    )
+    typer.echo(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB)")
+
+
+@data_app.command("unpack")
+def data_unpack(
+    pack: Annotated[Path, typer.Argument(help="an .npz written by `ferkit data pack`")],
+    out: Annotated[Path, typer.Option(help="HDF5 store to write")],
+    force: Annotated[bool, typer.Option(help="overwrite an existing store")] = False,
+) -> None:
+    """Decode a pack back into an HDF5 store that trains like its original."""
+    from ferkit.data.pack import unpack_store
+
+    typer.echo(f"wrote {unpack_store(pack, out, force=force)}")

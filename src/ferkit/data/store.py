@@ -73,9 +73,13 @@ def write_store(
     source_sha256: str = "",
     clean_report: dict | None = None,
     ferplus: FerPlusVotes | None = None,
+    normalization: tuple[float, float] | None = None,
     force: bool = False,
 ) -> Path:
-    """Write a store atomically; rows are reordered so each split is contiguous."""
+    """Write a store atomically; rows are reordered so each split is contiguous.
+
+    normalization: (mean, std) to record instead of the training pixels' own, for a copy
+    that must normalise exactly as its original did (`ferkit.data.pack`)."""
     import h5py
 
     from ferkit import __version__
@@ -116,6 +120,8 @@ def write_store(
     pixels = train if len(train) else images
     mean = float(pixels.mean() / 255.0) if len(pixels) else 0.5
     std = float(pixels.std() / 255.0) if len(pixels) else 0.25
+    if normalization is not None:
+        mean, std = (float(value) for value in normalization)
     report = clean_report or {"summary": {}, "removed": [], "findings": {}}
 
     if Path(path).exists() and not force:
