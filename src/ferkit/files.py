@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO
 
-from ferkit.errors import OutputError
+from ferkit.errors import DataError, OutputError
 
 # errors that mean "this output cannot be written", as opposed to a bug or a bad input
 _WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.EROFS, errno.EFBIG}
@@ -93,6 +93,13 @@ def save_figure(fig, path: str | Path, **savefig) -> Path:
     finally:
         plt.close(fig)
     return path
+
+
+def refuse_existing(path: str | Path, force: bool) -> None:
+    """A one-line error when `path` exists and `force` was not given: checked before the
+    minutes of reading or encoding that would precede the write."""
+    if Path(path).exists() and not force:
+        raise DataError(f"{path} already exists; pass --force (force=True) to overwrite it")
 
 
 def check_writable(path: str | Path) -> None:

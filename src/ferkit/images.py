@@ -57,14 +57,22 @@ def image_size(data: bytes | BinaryIO, name: str, max_pixels: int = MAX_PIXELS) 
 
 
 def decode_image(
-    data: bytes, name: str, max_pixels: int = MAX_PIXELS, *, unchanged: bool = False
+    data: bytes,
+    name: str,
+    max_pixels: int = MAX_PIXELS,
+    *,
+    unchanged: bool = False,
+    gray: bool = False,
 ) -> np.ndarray:
-    """Encoded bytes → pixels (BGR uint8; `unchanged`: as stored, e.g. gray stays 2-D),
-    after `image_size` has checked the header."""
+    """Encoded bytes → pixels (BGR uint8; `unchanged`: as stored, e.g. gray stays 2-D;
+    `gray`: 2-D luma whatever was stored — WebP, which has no gray mode, decodes to three
+    slightly different channels), after `image_size` has checked the header."""
     import cv2
 
     image_size(data, name, max_pixels)
     flags = cv2.IMREAD_UNCHANGED if unchanged else cv2.IMREAD_COLOR
+    if gray:
+        flags = cv2.IMREAD_GRAYSCALE
     try:
         image = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), flags)
     except cv2.error as error:

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from ferkit.errors import DataError, FerkitError
-from ferkit.files import atomic_path
+from ferkit.files import atomic_path, check_writable, refuse_existing
 from ferkit.images import decode_image
 
 PACK_FORMAT = "ferkit-pack"
@@ -60,13 +60,13 @@ def pack_store(
     out = Path(out)
     if out.suffix != ".npz":
         raise DataError(f"{out}: a pack is an .npz file")
-    if out.exists() and not force:
-        raise DataError(f"{out} already exists; pass --force (force=True) to overwrite it")
+    refuse_existing(out, force)
     unknown = sorted(set(splits) - set(SPLITS))
     if unknown or not splits:
         raise DataError(f"splits must be among {', '.join(SPLITS)}; got {', '.join(splits)}")
     if not 1 <= quality <= 100:
         raise DataError(f"WebP quality must be 1–100, not {quality}")
+    check_writable(out)  # a read-only folder fails now, not after a minute of encoding
     arrays: dict[str, np.ndarray] = {}
     with open_store(store_path) as store:
         meta = {
@@ -109,20 +109,19 @@ def _decode_split(pack, path: Path, split: str, n: int, size: int) -> tuple[np.n
     if offsets.shape != (n + 1,) or labels.shape != (n,) or offsets[0] != 0:
         raise DataError(f"{path}: {split}: {n} faces announced, arrays disagree")
     lengths = np.diff(offsets)
-    if (lengths <= 0).any() or (lengths > MAX_BLOB_BYTES).any() or offsets[-1] != len(blobs):
-        row = int(np.argmax((lengths <= 0) | (lengths > MAX_BLOB_BYTES))) if n else 0
+    bad = (lengths <= 0) | (lengths > MAX_BLOB_BYTES)
+    if bad.any() or offsets[-1] != len(blobs):
+        row = int(np.argmax(bad)) if bad.any() else n - 1  # else: the last face overruns
         raise DataError(f"{path}: {split} row {row}: face data out of bounds")
     images = np.empty((n, size, size), dtype=np.uint8)
     for row in range(n):
         name = f"{path}: {split} row {row}"
         try:
             face = decode_image(
-                blobs[offsets[row] : offsets[row + 1]].tobytes(), name, size * size, unchanged=True
+                blobs[offsets[row] : offsets[row + 1]].tobytes(), name, size * size, gray=True
             )
         except FerkitError as error:
             raise DataError(str(error)) from None
-        if face.ndim == 3 and face.shape[2] == 3:  # WebP has no gray mode: R = G = B
-            face = face[:, :, 0]
         if face.shape != (size, size):
             raise DataError(f"{name}: decoded to {face.shape}, expected ({size}, {size}) gray")
         images[row] = face

@@ -22,7 +22,7 @@ from ferkit.data.ferplus import join_votes, read_votes
 from ferkit.data.readers import SourceReader
 from ferkit.data.store import SPLITS, write_store
 from ferkit.errors import DataError
-from ferkit.files import atomic_path, check_writable
+from ferkit.files import atomic_path, check_writable, refuse_existing
 
 log = logging.getLogger(__name__)
 
@@ -85,8 +85,7 @@ def prepare(
     fer2013.csv) whose votes are stored beside the labels (`ferkit.data.ferplus`)."""
     start = time.perf_counter()
     out = Path(out)
-    if out.exists() and not force:
-        raise DataError(f"{out} already exists; pass --force (force=True) to overwrite it")
+    refuse_existing(out, force)
     if not 0.0 <= val_fraction < 1.0:
         raise DataError(f"val_fraction must lie in [0, 1), got {val_fraction}")
     check_writable(out)  # a read-only folder fails now, not after the whole source is read

@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from ferkit.errors import DataError
-from ferkit.files import atomic_path
+from ferkit.files import atomic_path, refuse_existing
 from ferkit.labels import EMOTIONS
 from ferkit.preprocess import Preprocessing
 
@@ -116,16 +116,16 @@ def write_store(
         name: {cls: int(np.sum(labels[lo:hi] == k)) for k, cls in enumerate(class_names)}
         for name, (lo, hi) in split_ranges.items()
     }
-    train = images[slice(*split_ranges["train"])]
-    pixels = train if len(train) else images
-    mean = float(pixels.mean() / 255.0) if len(pixels) else 0.5
-    std = float(pixels.std() / 255.0) if len(pixels) else 0.25
     if normalization is not None:
         mean, std = (float(value) for value in normalization)
+    else:
+        train = images[slice(*split_ranges["train"])]
+        pixels = train if len(train) else images
+        mean = float(pixels.mean() / 255.0) if len(pixels) else 0.5
+        std = float(pixels.std() / 255.0) if len(pixels) else 0.25
     report = clean_report or {"summary": {}, "removed": [], "findings": {}}
 
-    if Path(path).exists() and not force:
-        raise DataError(f"{path} already exists; pass --force (force=True) to overwrite it")
+    refuse_existing(path, force)
     with atomic_path(path) as tmp:
         with h5py.File(tmp, "w") as f:
             chunk_rows = max(1, min(n, 4096))
