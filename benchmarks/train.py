@@ -8,13 +8,16 @@ Both pipelines train the same model with the same optimizer and equivalent augme
                 OpenCV/numpy, batched by `DataLoader(num_workers=...)`, as notebooks do
 Both feed the same model in the same step, channels_last as `ferkit train` runs it by default;
 the ferkit pipeline is also timed with a contiguous (NCHW) copy of the model, which is what
-a notebook trains, and with bf16 autocast. The first row times the data
-pipelines alone (no model): on a CPU the model step dominates a training step, so the
-end-to-end ratio there is much smaller than the pipeline ratio. Measurements alternate in rounds
-and the best round counts, since other work on a shared machine slows any one of them.
+a notebook trains, and with bf16 autocast; `--compile` adds the bf16 step through
+`torch.compile` (inductor; opt-in, since compiling takes about a minute per model; written to
+results/train_compile.json). The first row times the data pipelines alone (no model): on a CPU
+the model step dominates a training step, so the end-to-end ratio there is much smaller than
+the pipeline ratio. Measurements alternate in rounds and the best round counts, since other
+work on a shared machine slows any one of them.
 Target (issue 3): ferkit ≥ 1.5× the DataLoader images/s for seed_cnn on CPU.
 
     python benchmarks/train.py [--models seed_cnn mini_xception] [--steps 20] [--batch 64]
+                               [--compile]
 """
 
 from __future__ import annotations
@@ -145,6 +148,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2, help="DataLoader worker processes")
     parser.add_argument("--bf16-steps", type=int, default=3, help="(emulated on AVX2: slow)")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
+    parser.add_argument("--compile", action="store_true", help="also time torch.compile (bf16)")
     args = parser.parse_args()
     if args.threads > 0:
         torch.set_num_threads(args.threads)
@@ -171,7 +175,9 @@ def main() -> None:
                          "ferkit img/s": round(data[0]), "DataLoader img/s": round(data[1]),
                          "ferkit / DataLoader": round(data[0] / data[1], 2),
                          "ferkit NCHW img/s": "-", "channels_last gain": "-",
-                         "ferkit bf16 img/s": "-", "bf16 / fp32": "-"})  # fmt: skip
+                         "ferkit bf16 img/s": "-", "bf16 / fp32": "-",
+                         **({"compiled bf16 img/s": "-", "compiled / eager bf16": "-"}
+                            if args.compile else {})})  # fmt: skip
             results.append({"model": None, "device": device.type, "ferkit img/s": data[0],
                             "DataLoader img/s": data[1], "store_load_s": load_s})  # fmt: skip
             del plain
@@ -183,15 +189,23 @@ def main() -> None:
                 nchw_optimizer = torch.optim.SGD(nchw.parameters(), lr=0.01, momentum=0.9)
                 ours = ferkit_batches(split, args.batch, device)
                 plain = dataloader_batches(dataset, args.batch, args.workers)
+                # The compiled module shares the eager model's parameters and optimizer.
+                compiled = torch.compile(model) if args.compile else None
                 best = {"ferkit": 0.0, "dataloader": 0.0, "ferkit_nchw": 0.0, "ferkit_bf16": 0.0}
+                variants = [
+                    ("ferkit", model, optimizer, ours, False, args.steps),
+                    ("dataloader", model, optimizer, plain, False, args.steps),
+                    ("ferkit_nchw", nchw, nchw_optimizer, ours, False, args.steps),
+                    ("ferkit_bf16", model, optimizer, ours, True, args.bf16_steps),
+                ]
+                if compiled is not None:
+                    best["compiled_bf16"] = 0.0
+                    variants.append(
+                        ("compiled_bf16", compiled, optimizer, ours, True, args.bf16_steps)
+                    )
                 for _ in range(args.rounds):
-                    for key, net, opt, batches, amp, steps in (
-                        ("ferkit", model, optimizer, ours, False, args.steps),
-                        ("dataloader", model, optimizer, plain, False, args.steps),
-                        ("ferkit_nchw", nchw, nchw_optimizer, ours, False, args.steps),
-                        ("ferkit_bf16", model, optimizer, ours, True, args.bf16_steps),
-                    ):
-                        cl = net is model
+                    for key, net, opt, batches, amp, steps in variants:
+                        cl = net is not nchw
                         rate = time_steps(net, opt, batches, steps, device, amp, cl)
                         best[key] = max(best[key], rate)
                 result = {
@@ -205,13 +219,16 @@ def main() -> None:
                     "ferkit bf16 img/s": best["ferkit_bf16"],
                     "bf16 / fp32": best["ferkit_bf16"] / best["ferkit"],
                 }
+                if compiled is not None:
+                    result["compiled bf16 img/s"] = best["compiled_bf16"]
+                    result["compiled / eager bf16"] = best["compiled_bf16"] / best["ferkit_bf16"]
                 rows.append({k: (round(v, 2) if isinstance(v, float) else v)
                              for k, v in result.items()})  # fmt: skip
                 results.append({**result, "store_load_s": load_s})
                 del plain  # stops the DataLoader's workers
     seed = next((r for r in results if r["model"] == "seed_cnn" and r["device"] == "cpu"), None)
     report(
-        "train",
+        "train_compile" if args.compile else "train",  # keeps the issue-3 figures in train.json
         rows,
         store=str(store),
         batch=args.batch,
