@@ -191,7 +191,6 @@ def main() -> None:
                 plain = dataloader_batches(dataset, args.batch, args.workers)
                 # The compiled module shares the eager model's parameters and optimizer.
                 compiled = torch.compile(model) if args.compile else None
-                best = {"ferkit": 0.0, "dataloader": 0.0, "ferkit_nchw": 0.0, "ferkit_bf16": 0.0}
                 variants = [
                     ("ferkit", model, optimizer, ours, False, args.steps),
                     ("dataloader", model, optimizer, plain, False, args.steps),
@@ -199,10 +198,10 @@ def main() -> None:
                     ("ferkit_bf16", model, optimizer, ours, True, args.bf16_steps),
                 ]
                 if compiled is not None:
-                    best["compiled_bf16"] = 0.0
                     variants.append(
                         ("compiled_bf16", compiled, optimizer, ours, True, args.bf16_steps)
                     )
+                best = {variant[0]: 0.0 for variant in variants}
                 for _ in range(args.rounds):
                     for key, net, opt, batches, amp, steps in variants:
                         cl = net is not nchw
