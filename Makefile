@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 # Extras the tests need; later features add theirs here.
-EXTRAS := dev,onnx,tune,serve,batch,ray,imagenet
+EXTRAS := dev,onnx,tune,serve,batch,ray,imagenet,ssd
 comma  := ,
 STAMP  := $(VENV)/.installed-$(subst $(comma),-,$(EXTRAS))
 # One setting for the real dataset; tests and benchmarks skip where it is absent.

@@ -20,14 +20,16 @@ REPO_STORE = Path(__file__).resolve().parents[1] / DEFAULT_STORE
 from ferkit.hardware import cpu_summary  # noqa: E402
 
 # The detector rows of benchmarks/recognize.py and wild.py, side by side in one run:
-# label: (detector, options). Haar and MTCNN as they are by default ("mtcnn" is ferkit's
-# default), each also with the other turned-search setting (rotations: the angles tried
-# where the upright pass finds no face; MTCNN's default ±20°, Haar's none).
+# label: (detector, options). Haar, MTCNN and the SSD as they are by default ("mtcnn" is
+# ferkit's default), each also with the other turned-search setting (rotations: the angles
+# tried where the upright pass finds no face; MTCNN's and the SSD's default ±20°, Haar's none).
 DETECTORS = {
     "haar": ("haar", {}),
     "haar, turned ±20°": ("haar", {"rotations": (-20, 20)}),
     "mtcnn, upright only": ("mtcnn", {"rotations": ()}),
     "mtcnn": ("mtcnn", {}),
+    "ssd, upright only": ("ssd", {"rotations": ()}),
+    "ssd": ("ssd", {}),
 }
 
 

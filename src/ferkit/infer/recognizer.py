@@ -52,11 +52,11 @@ class Recognizer:
     model, backend: what `ferkit.infer.loading.open_classifier` opens (a shipped name, run
         folder, checkpoint, ensemble, .onnx file, loaded model or `Classifier`; None: the
         best available) and on which backend ("auto", "torch" or "onnx").
-    detector: "mtcnn" (default, `ferkit.infer.defaults`), "haar", "yunet", "none" or a
-        `FaceDetector`; `detector_options` go to `create_detector` (e.g. {"eye_check":
+    detector: "mtcnn" (default, `ferkit.infer.defaults`), "ssd", "haar", "yunet", "none"
+        or a `FaceDetector`; `detector_options` go to `create_detector` (e.g. {"eye_check":
         True} for Haar, {"model_path": "yunet.onnx"}, or "rotations": the angles at which
-        it also searches the image turned where the upright pass finds no face; MTCNN's
-        default (-20, 20), () for upright only).
+        it also searches the image turned where the upright pass finds no face; MTCNN's and
+        the SSD's default (-20, 20), () for upright only).
     smoothing: "mean" (default), "ema", "none" or a `SmoothingConfig` (videos and streams).
     tracking: True (defaults), False (detect every frame, no ids, no smoothing) or a
         `TrackingConfig` (detect_every, min_hits, max_missed, iou_threshold).
@@ -90,7 +90,7 @@ class Recognizer:
         )
         if isinstance(detector, str):
             options = dict(detector_options or {})
-            if detector == "mtcnn":
+            if detector in ("mtcnn", "ssd"):
                 options.setdefault("device", device)
             detector = create_detector(detector, **options)
         self.detector = detector
