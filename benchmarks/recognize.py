@@ -41,7 +41,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from _common import DETECTORS, camera_like
+from _common import DETECTORS, camera_like, cpu_summary
 from ferkit.infer.demo import sample_image
 from ferkit.infer.frames import read_image
 from ferkit.infer.loading import choose_model
@@ -275,7 +275,8 @@ def main() -> None:
     print(f"model: {choice.description}")
     needs_training = "skipped: needs trained weights (an untrained model's output says nothing)"
     payload = {"model": choice.description, "trained": choice.trained, "frames": frames,
-               "machine": platform.platform(), "cpus": os.cpu_count(), "match_iou": MATCH_IOU,
+               "machine": platform.platform(), "cpus": os.cpu_count(), "cpu": cpu_summary(),
+               "match_iou": MATCH_IOU,
                "defaults": {"tracking": TrackingConfig().__dict__,
                             "smoothing": SmoothingConfig().__dict__}}  # fmt: skip
     if args.only in (None, "equalize"):
