@@ -219,7 +219,8 @@ def stills(rec_by_detector: dict, faces, labels, seed: int) -> list[dict]:
                   "direct_48_same_faces": float(direct[index].mean()),
                   "direct_48_all": float(direct.mean()), "roll_error_deg": None,
                   "scale_error": None, "shift_px": None}  # fmt: skip
-        extra = name not in ("haar", "mtcnn", "ssd")  # a detector's variant: its default rows only
+        kind = rec.detector.name  # the detector itself (its box frame, its landmarks)
+        extra = name != kind  # a detector's variant (its label is not its name): default rows only
         for equalize in (True,) if extra else (True, False):
             crops = np.stack([equalize_crop(warp_face(to_gray(scenes[i][0]),
                               true_frame(scenes[i][1]), 48), replace(base, equalize=equalize))
@@ -238,7 +239,6 @@ def stills(rec_by_detector: dict, faces, labels, seed: int) -> list[dict]:
             "similarity on eyes + nose (default before), not equalised": (
                 replace(base, align="similarity", equalize=False), (0, 1, 2)),
         }  # fmt: skip
-        kind = rec.detector.name  # the detector itself (its box frame, its landmarks)
         for variant, (prep, points) in variants.items():
             if kind != "mtcnn" and prep.align == "similarity":
                 continue  # no landmarks or no box frame: the same crop as the default

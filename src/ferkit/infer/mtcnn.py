@@ -179,7 +179,7 @@ class MTCNNDetector:
         boxes = boxes[nms(boxes, 0.7, "union")]
         width_, height_ = boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]
         offsets = boxes[:, 5:9] * np.column_stack([width_, height_, width_, height_])
-        return _square(np.column_stack([boxes[:, :4] + offsets, boxes[:, 4]]))
+        return square_boxes(np.column_stack([boxes[:, :4] + offsets, boxes[:, 4]]))
 
     def _refine(self, rgb, boxes, net, size, threshold, method) -> np.ndarray:
         """Stages 2 and 3: rescore crops, keep, regress, NMS. Stage 3 ("min") returns
@@ -197,7 +197,7 @@ class MTCNNDetector:
         reg = reg[keep]
         if method == "union":
             pick = nms(boxes, 0.7, "union")
-            return _square(_regress(boxes[pick], reg[pick]))
+            return square_boxes(_regress(boxes[pick], reg[pick]))
         marks = onet_landmarks(boxes, points[0].cpu().numpy()[keep])
         boxes = np.column_stack([_regress(boxes, reg), marks])
         return boxes[nms(boxes, 0.7, "min")]
@@ -230,7 +230,9 @@ def _regress(boxes: np.ndarray, reg: np.ndarray) -> np.ndarray:
     return out
 
 
-def _square(boxes: np.ndarray) -> np.ndarray:
+def square_boxes(boxes: np.ndarray) -> np.ndarray:
+    """(x1, y1, x2, y2, ...) rows → the squares of the longer side around the same centres
+    (other columns kept)."""
     out = boxes.copy()
     w, h = boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]
     side = np.maximum(w, h)

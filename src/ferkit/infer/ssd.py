@@ -23,7 +23,15 @@ import torch
 
 from ferkit.errors import ModelError
 from ferkit.infer.detection import Detection, FaceSizes, rescale
-from ferkit.infer.mtcnn import ONet, load_net, net_input, onet_landmarks, square_crops, weights_dir
+from ferkit.infer.mtcnn import (
+    ONet,
+    load_net,
+    net_input,
+    onet_landmarks,
+    square_boxes,
+    square_crops,
+    weights_dir,
+)
 
 PROTOTXT = "deploy.prototxt.txt"
 CAFFEMODEL = "res10_300x300_ssd_iter_140000.caffemodel"
@@ -100,9 +108,7 @@ class SSDDetector:
 
     def _second_opinion(self, rgb: np.ndarray, boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """O-Net on the square around each box: which are faces, and their landmarks (N, 10)."""
-        centre = (boxes[:, :2] + boxes[:, 2:4]) / 2
-        side = np.max(boxes[:, 2:4] - boxes[:, :2], axis=1, keepdims=True)
-        square = np.column_stack([centre - side / 2, centre + side / 2, boxes[:, 4]])
+        square = square_boxes(boxes)
         crops, kept = square_crops(rgb.astype(np.float32), square, 48)
         face = np.zeros(len(boxes), dtype=bool)
         marks = np.zeros((len(boxes), 10))
