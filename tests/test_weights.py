@@ -20,6 +20,7 @@ from ferkit.ship import card_path
 ENSEMBLES = shipped_ensembles()
 SHIPPED = [name for name in shipped_models() if name not in ENSEMBLES]  # single networks
 needs_weights = pytest.mark.skipif(not SHIPPED, reason="no weights shipped in src/ferkit/weights")
+AS_USED_FACES = 500  # faces run a second time, through the classifier as users open it
 needs_ensemble = pytest.mark.skipif(not ENSEMBLES, reason="no ensemble shipped")
 
 
@@ -91,8 +92,9 @@ def test_shipped_accuracy_reproduces_the_card(name, private_test, request):
     accuracy = float((probs.argmax(1) == labels).mean())
     assert abs(accuracy - card["results"]["test_accuracy"]) <= 0.03
     if "tta_applied_by_default" in card["results"]:  # what users get is what the card says
-        as_used = open_classifier(name).predict_proba(faces)
-        np.testing.assert_array_equal(as_used.argmax(1), probs.argmax(1))
+        # (on the first faces only: a second full pass would double this test's minutes)
+        as_used = open_classifier(name).predict_proba(faces[:AS_USED_FACES])
+        np.testing.assert_array_equal(as_used.argmax(1), probs[:AS_USED_FACES].argmax(1))
 
 
 @needs_ensemble
