@@ -81,6 +81,21 @@ def test_an_unknown_study_lists_the_valid_names(store, tmp_path):
     assert "valid names: optuna_cnn, optuna_cnn_video, keras_flips" in str(result.exception)
 
 
+def test_a_bad_clip_fails_before_any_training(store, tmp_path):
+    from ferkit.errors import SourceError
+
+    text = tmp_path / "notes.txt"
+    text.write_text("not a video")
+    broken = tmp_path / "broken.mp4"
+    broken.write_bytes(b"\x00" * 64)
+    out = tmp_path / "studies"
+    for clip, message in ((tmp_path / "missing.mp4", "missing.mp4"), (broken, "broken.mp4"),
+                          (text, "notes.txt")):  # fmt: skip
+        with pytest.raises(SourceError, match=message):
+            run_studies(["keras_flips"], data=store, out=out, clips=[clip], overrides=TINY)
+    assert not out.exists()  # nothing trained, nothing written
+
+
 def test_studies_run_writes_the_table_and_the_plot_and_reuses_finished_studies(store, tmp_path):
     # study 1 with its Optuna search forced on (min_budget 0, 2 trials), study 2 driven by
     # its model, study 3 as shipped; a tiny budget (1 epoch each) on 42 training images
@@ -94,17 +109,23 @@ def test_studies_run_writes_the_table_and_the_plot_and_reuses_finished_studies(s
     video = yaml.safe_load((presets / "optuna_cnn_video.yaml").read_text())
     video["recognize"]["clip"].update(seconds=1.0)
     (presets / "optuna_cnn_video.yaml").write_text(yaml.safe_dump(video))
+    from ferkit.infer.demo import make_clip
+
+    own = make_clip(tmp_path / "own clip.mp4", seconds=1.0, fps=10)  # a clip of the user's
     out = tmp_path / "studies"
     args = ["studies", "run", "--data", str(store), "--out", str(out), "--budget", "0.01",
-            "--presets", str(presets)] + [f"--set={s}" for s in TINY]  # fmt: skip
+            "--presets", str(presets), "--clip", str(own),
+            *[f"--set={s}" for s in TINY]]  # fmt: skip
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     table = (out / "studies.md").read_text()
     assert (out / "studies.png").stat().st_size > 1000
     for expected in ("| 1 | Optuna-tuned custom CNN", "| 3 | Keras CNN with flips",
                      "ferkit `fast`", "ferkit `default`", "Optuna: 2 trials × 1 epochs",
-                     "label changes / s", "| none |", "| mean (window 5) |"):  # fmt: skip
+                     "label changes / s", "| none |", "| mean (window 5) |",
+                     "| `own clip.mp4` (given with `--clip`, as recorded) | none | "):  # fmt: skip
         assert expected in table, expected
+    assert table.count("own clip.mp4") == 2  # its pass without smoothing and with it
     rows = {r["name"]: r for r in run_studies(
         ["keras_flips"], data=store, out=out, budget=0.01, presets=presets, overrides=TINY
     ).rows}  # fmt: skip

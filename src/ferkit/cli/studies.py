@@ -72,6 +72,10 @@ def studies_run(
         list[str] | None, typer.Option("--set", help="key=value for every training config")
     ] = None,
     presets: Annotated[Path | None, typer.Option(help="preset folder")] = None,
+    clip: Annotated[
+        list[Path] | None,
+        typer.Option(help="a video of yours for study 2, next to its generated one (repeatable)"),
+    ] = None,
 ) -> None:
     """Train, evaluate (PublicTest and PrivateTest) and tabulate the studies → OUT/studies.md.
 
@@ -88,7 +92,7 @@ def studies_run(
     result = run_studies(
         names, data=data, out=out, budget=budget, budgets=budgets, subset=subset,
         overrides=overrides or [], weights=_pairs(weights, "--weights"), presets=presets,
-        command="ferkit " + " ".join(sys.argv[1:]),
+        command="ferkit " + " ".join(sys.argv[1:]), clips=clip,
     )  # fmt: skip
     if result.reused:
         typer.echo(f"reused finished studies: {', '.join(result.reused)}")

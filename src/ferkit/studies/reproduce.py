@@ -260,20 +260,25 @@ def _describe(study: Study, budget: float) -> dict:
     }
 
 
-def run_recognition_study(study: Study, *, out: Path, source_row: dict) -> tuple[dict, bool]:
-    """Drive the source study's model on the generated clip (`ferkit.studies.video`)."""
+def run_recognition_study(
+    study: Study, *, out: Path, source_row: dict, clips: tuple[Path, ...] = ()
+) -> tuple[dict, bool]:
+    """Drive the source study's model on the generated clip and on each given clip
+    (`ferkit.studies.video`)."""
+    from ferkit.files import sha256_file
     from ferkit.studies.video import measure_video
 
     folder = out / study.name
     plan = study.recognize
-    key = {"plan": asdict(plan), "model": source_row["key"]}
+    given = [{"path": str(clip), "sha256": sha256_file(clip)} for clip in clips]
+    key = {"plan": asdict(plan), "model": source_row["key"], "clips": given}
     key = json.loads(json.dumps(key, default=str))
     done = _read_result(folder, key)
     if done is not None:
         return done, True
     started = time.perf_counter()
     model = Path(source_row["run_dir"]) / BEST
-    video = measure_video(model, plan, folder)
+    video = measure_video(model, plan, folder, clips)
     row = {
         **_describe(study, source_row["budget"]),
         "key": key,
@@ -298,6 +303,7 @@ def run_studies(
     presets: str | Path | None = None,
     bootstrap: int = BOOTSTRAP,
     command: str | None = None,
+    clips: list[str | Path] | None = None,
 ) -> StudiesResult:
     """Run the named studies (all when None) and write `<out>/studies.md` and its plot.
 
@@ -306,6 +312,7 @@ def run_studies(
     every study on a stratified subset of this many images (0: as the budget says).
     overrides: `key=value` settings applied to every training config (e.g. threads=1).
     weights: {"vgg16": path, "resnet50": path}, local ImageNet files.
+    clips: videos of the user's own that study 2 reads beside its generated clip.
     """
     from ferkit.studies.table import write_report
 
@@ -319,13 +326,19 @@ def run_studies(
     if unknown:
         raise ConfigError(f"--budget-of names unknown studies {unknown}; valid: {list(studies)}")
     weights = {k: Path(v) for k, v in (weights or {}).items()}
+    clips = tuple(Path(c) for c in clips or ())
+    if clips:
+        from ferkit.studies.video import check_clip
+
+        for clip in clips:
+            check_clip(clip)
     rows: dict[str, dict] = {}
     reused = []
     for study in chosen:
         logger.info("study %s %s (%s)", study.number, study.name, study.title)
         if study.recognize is not None:
             row, again = run_recognition_study(
-                study, out=out, source_row=rows[study.recognize.model_from]
+                study, out=out, source_row=rows[study.recognize.model_from], clips=clips
             )
         else:
             row, again = run_training_study(

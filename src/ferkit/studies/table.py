@@ -86,26 +86,35 @@ def _shipped_line(row: dict) -> str:
     )
 
 
+def _clip_line(clip: dict) -> str:
+    if clip["source"] == "given clip":
+        return f"`{Path(clip['path']).name}` (given with `--clip`, as recorded)"
+    return (
+        f"{clip['seconds']:g} s at {clip['fps']:g} fps, 640×480, {clip['source']}, noise σ "
+        f"{clip['noise']:g}, exposure ±{100 * clip['exposure']:g} %"
+    )
+
+
 def _video_section(row: dict) -> list[str]:
     video = row["video"]
-    clip = video["clip"]
     lines = [
         f"### Study {row['number']}: {row['title']} (`{row['name']}`)",
         "",
-        f"Model: `{row['model']}`; detector {video['detector']}; clip: {clip['seconds']:g} s at "
-        f"{clip['fps']:g} fps, 640×480, {clip['source']}, noise σ {clip['noise']:g}, exposure "
-        f"±{100 * clip['exposure']:g} %. No emotion labels exist for the clip: what is measured "
-        "is how the output behaves over time.",
+        f"Model: `{row['model']}`; detector {video['detector']}. No emotion labels exist for "
+        "the clips: what is measured is how the output behaves over time.",
         "",
-        "| smoothing | frames with a face | face tracks | label changes / s (main track) "
+        "| clip | smoothing | frames with a face | face tracks | label changes / s (main track) "
         "| most frequent label |",
-        "|---|---|---|---|---|",
+        "|---|---|---|---|---|---|",
     ]
-    for p in video["passes"]:  # frames/s is in study.json; speed is benchmarks/recognize.py's
-        lines.append(
-            f"| {p['smoothing']} | {p['face_frames']} / {p['frames']} | {p['tracks']} "
-            f"| {p['flicker_per_s']:.2f} | {p['top_label']} ({p['top_share']:.0%}) |"
-        )
+    for measured in video["clips"]:  # frames/s is in study.json; speed is recognize.py's
+        clip = _clip_line(measured["clip"])
+        for p in measured["passes"]:
+            lines.append(
+                f"| {clip} | {p['smoothing']} | {p['face_frames']} / {p['frames']} "
+                f"| {p['tracks']} | {p['flicker_per_s']:.2f} | {p['top_label']} "
+                f"({p['top_share']:.0%}) |"
+            )
     return [*lines, ""]
 
 

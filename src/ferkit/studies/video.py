@@ -7,9 +7,11 @@ average, and the table gets, for each: frames in which a face was reported, labe
 per second of the main face track (`ferkit.infer.smoothing.flicker`), its most frequent
 label, and frames per second.
 
-The clip is the demo's pan-and-zoom of the bundled portrait (`ferkit.infer.demo.make_clip`)
-with per-frame sensor noise and exposure jitter added, as a webcam has: without them every
-frame is nearly identical and there is nothing to smooth.
+The preset's clip is the demo's pan-and-zoom of the bundled portrait
+(`ferkit.infer.demo.make_clip`) with per-frame sensor noise and exposure jitter added, as a
+webcam has: without them every frame is nearly identical and there is nothing to smooth.
+Real footage cannot ship with ferkit, so clips of the user's own (`ferkit studies run
+--clip FILE`) are measured the same way beside it, as recorded.
 """
 
 from __future__ import annotations
@@ -52,6 +54,17 @@ def make_study_clip(
     return path
 
 
+def check_clip(path: Path) -> None:
+    """Fail now, not after hours of training, where a given clip is no readable video."""
+    from ferkit.errors import SourceError
+    from ferkit.infer.frames import load_source
+
+    source = load_source(path)  # no such file, cannot open, no frame: SourceError naming it
+    iter(source).close()  # the unread frames go, and with them the opened capture
+    if not source.is_video:
+        raise SourceError(f"--clip {path}: not a video (an image or a folder)")
+
+
 def _pass(model: Path, plan: RecognizePlan, clip: Path, smoothing) -> dict:
     """One pass of `Recognizer.stream` over the clip; what the table reports for it."""
     from ferkit.infer.recognizer import Recognizer
@@ -66,7 +79,8 @@ def _pass(model: Path, plan: RecognizePlan, clip: Path, smoothing) -> dict:
         for face in result.faces:
             tracks[face.track_id].append(face.label)
     main = max(tracks.values(), key=len) if tracks else []
-    fps = plan.clip.get("fps", 15.0)
+    span = results[-1].time_s - results[0].time_s if len(results) > 1 else 0.0
+    fps = (len(results) - 1) / span if span > 0 else 1.0  # the clip's own frame rate
     top, count = Counter(main).most_common(1)[0] if main else ("none", 0)
     return {
         "smoothing": smoothing.method
@@ -81,18 +95,29 @@ def _pass(model: Path, plan: RecognizePlan, clip: Path, smoothing) -> dict:
     }
 
 
-def measure_video(model: Path, plan: RecognizePlan, folder: Path) -> dict:
-    """Run the clip without smoothing and with the preset's; returns both measurements."""
+def measure_video(
+    model: Path, plan: RecognizePlan, folder: Path, clips: tuple[Path, ...] = ()
+) -> dict:
+    """The preset's generated clip, then each given clip, each without smoothing and with
+    the preset's; returns the measurements, clip by clip."""
     from ferkit.infer.smoothing import SmoothingConfig
 
     clip_settings = {"seconds": 6.0, "fps": 15.0, "noise": 6.0, "exposure": 0.05, **plan.clip}
-    clip = make_study_clip(folder / "clip.mp4", **clip_settings)
+    generated = make_study_clip(folder / "clip.mp4", **clip_settings)
+    described = [({**clip_settings, "path": str(generated), "source": "bundled portrait, panned"},
+                  generated)]  # fmt: skip
+    described += [({"path": str(clip), "source": "given clip"}, Path(clip)) for clip in clips]
     smoothed = SmoothingConfig(**plan.smoothing)
     return {
-        "clip": {**clip_settings, "path": str(clip), "source": "bundled portrait, panned"},
         "detector": plan.detector,
-        "passes": [
-            _pass(model, plan, clip, SmoothingConfig("none")),
-            _pass(model, plan, clip, smoothed),
+        "clips": [
+            {
+                "clip": clip,
+                "passes": [
+                    _pass(model, plan, path, SmoothingConfig("none")),
+                    _pass(model, plan, path, smoothed),
+                ],
+            }
+            for clip, path in described
         ],
     }
