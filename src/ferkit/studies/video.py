@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ferkit.errors import SourceError
 from ferkit.files import atomic_path
 from ferkit.studies.presets import RecognizePlan
 
@@ -56,7 +57,6 @@ def make_study_clip(
 
 def check_clip(path: Path) -> None:
     """Fail now, not after hours of training, where a given clip is no readable video."""
-    from ferkit.errors import SourceError
     from ferkit.infer.frames import load_source
 
     source = load_source(path)  # no such file, cannot open, no frame: SourceError naming it
