@@ -326,12 +326,11 @@ def run_studies(
     if unknown:
         raise ConfigError(f"--budget-of names unknown studies {unknown}; valid: {list(studies)}")
     weights = {k: Path(v) for k, v in (weights or {}).items()}
-    clips = tuple(Path(c) for c in clips or ())
-    if clips:
-        from ferkit.studies.video import check_clip
+    from ferkit.studies.video import check_clip
 
-        for clip in clips:
-            check_clip(clip)
+    clips = tuple(Path(c) for c in clips or ())
+    for clip in clips:
+        check_clip(clip)
     rows: dict[str, dict] = {}
     reused = []
     for study in chosen:

@@ -106,7 +106,7 @@ def measure_video(
     generated = make_study_clip(folder / "clip.mp4", **clip_settings)
     described = [({**clip_settings, "path": str(generated), "source": "bundled portrait, panned"},
                   generated)]  # fmt: skip
-    described += [({"path": str(clip), "source": "given clip"}, Path(clip)) for clip in clips]
+    described += [({"path": str(clip), "source": "given clip"}, clip) for clip in clips]
     smoothed = SmoothingConfig(**plan.smoothing)
     return {
         "detector": plan.detector,
