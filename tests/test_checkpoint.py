@@ -88,6 +88,10 @@ def test_safetensors_round_trip_keeps_outputs_and_metadata(tmp_path, trained):
     assert (info.arch, info.arch_kwargs, info.epoch) == ("mini_xception", {"act": "elu"}, 12)
     assert info.metrics["val_accuracy"] == 0.625 and info.preprocessing == PREP
     assert info.train_state is None
+    # as readable as any file written here (save_file alone would make it owner-only)
+    plain = tmp_path / "plain.txt"
+    plain.write_text("x")
+    assert path.stat().st_mode & 0o777 == plain.stat().st_mode & 0o777
     with pytest.raises(ModelError, match="no train_state"):
         _save(tmp_path / "x.safetensors", model, train_state={"step": 1})
 

@@ -245,12 +245,14 @@ def save_checkpoint(
     if half:
         checkpoint.state_dict = {k: _half(v) for k, v in checkpoint.state_dict.items()}
     if suffix == ".safetensors":
-        from safetensors.torch import save_file
+        from safetensors.torch import save
 
         header = {name: json.dumps(value) for name, value in checkpoint.metadata().items()}
         header.update(format=FORMAT, version=str(VERSION))
+        # written through open() rather than save_file(), which makes owner-only (0600) files:
+        # shipped weights must be readable by whoever the umask lets read the folder
         with atomic_path(path) as tmp:
-            save_file(checkpoint.state_dict, str(tmp), header)
+            tmp.write_bytes(save(checkpoint.state_dict, header))
     else:
         payload = {"format": FORMAT, "version": VERSION, **checkpoint.metadata()}
         payload.update(state_dict=checkpoint.state_dict, train_state=train_state)
