@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import importlib.util
+import json
 import shutil
 from pathlib import Path
 
@@ -169,3 +171,29 @@ def test_below_one_epoch_the_budget_becomes_a_training_subset(store):
     assert scaled_run(10, 0.5, store) == (5, 0)
     assert scaled_run(10, 0.05, store) == (1, 21)  # half an epoch: half of the 42 images
     assert scaled_run(10, 0.001, store) == (1, 7)  # never fewer than one image per class
+
+
+def _plot_script():
+    path = Path(__file__).resolve().parents[1] / "scripts" / "plot_studies.py"
+    spec = importlib.util.spec_from_file_location("plot_studies", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_full_budget_rows_are_kept_and_plotted_and_a_partial_budget_is_refused(store, tmp_path):
+    out = tmp_path / "studies"
+    run_studies(["keras_flips"], data=store, out=out, budget=1.0, overrides=[*TINY, "epochs=1"])
+    results, plot = tmp_path / "full.json", tmp_path / "full.png"
+    paths = ["--results", str(results), "--plot", str(plot)]
+    added = ["--add", str(out / "keras_flips" / "study.json"), "--session", "t", *paths]
+    rows = _plot_script().main(added)
+    assert [r["name"] for r in rows] == ["keras_flips"] and rows[0]["epochs_run"] == 1
+    assert rows[0]["cpu_flags"] and rows[0]["session"] == "t"
+    assert 0.0 <= rows[0]["test_accuracy"] <= 1.0 and plot.stat().st_size > 1000
+    assert len(_plot_script().main(added)) == 1  # added again: replaced, not repeated
+    partial = tmp_path / "partial"
+    run_studies(["keras_flips"], data=store, out=partial, budget=0.5, overrides=[*TINY, "epochs=1"])
+    with pytest.raises(SystemExit, match="not a training study at budget 1"):
+        _plot_script().main(["--add", str(partial / "keras_flips" / "study.json"), *paths])
+    assert json.loads(results.read_text()) == rows  # the refused row changed nothing

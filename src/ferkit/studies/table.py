@@ -118,7 +118,12 @@ def _video_section(row: dict) -> list[str]:
     return [*lines, ""]
 
 
-def write_plot(rows: list[dict], shipped: list[dict], path: Path) -> Path | None:
+def write_plot(
+    rows: list[dict],
+    shipped: list[dict],
+    path: Path,
+    title: str = "FER-2013: original studies reproduced by ferkit",
+) -> Path | None:
     """Grouped bars: PublicTest and PrivateTest accuracy per study and shipped model, with
     each study's reported number (a dot, or a bar for a range) where it gave one."""
     import matplotlib
@@ -156,7 +161,7 @@ def write_plot(rows: list[dict], shipped: list[dict], path: Path) -> Path | None
     ax.set_xticks(list(xs), [e[0] for e in entries], rotation=30, ha="right")
     ax.set_ylabel("accuracy (%)")
     ax.set_ylim(0, 100)
-    ax.set_title("FER-2013: original studies reproduced by ferkit")
+    ax.set_title(title)
     ax.legend(loc="upper right", fontsize=8)
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
