@@ -138,6 +138,10 @@ def test_studies_run_writes_the_table_and_the_plot_and_reuses_finished_studies(s
         ["keras_flips"], data=store, out=out, budget=0.01, presets=presets, overrides=TINY
     )
     assert again.reused == ["keras_flips"]
+    table = (out / "studies.md").read_text()  # studies 1 and 2 finished by the first command
+    assert "| 1 | Optuna-tuned custom CNN (`optuna_cnn`) † |" in table
+    assert "| 3 | Keras CNN with flips (`keras_flips`) |" in table
+    assert "### Study 2: The same CNN on live video (`optuna_cnn_video`) †" in table
 
 
 def test_without_local_weights_the_transfer_study_says_it_trained_from_scratch(tmp_path):

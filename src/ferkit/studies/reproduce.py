@@ -95,7 +95,9 @@ def base_config(
     return apply_overrides(apply_overrides(study.train, changes), overrides)
 
 
-def _read_result(folder: Path, key: dict) -> dict | None:
+def _read_result(folder: Path, key: dict | None = None) -> dict | None:
+    """The finished row in `folder`; None where absent, unreadable or (given `key`) run
+    with other settings."""
     path = folder / RESULT
     if not path.is_file():
         return None
@@ -103,7 +105,7 @@ def _read_result(folder: Path, key: dict) -> dict | None:
         row = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError):
         return None
-    return row if row.get("key") == key else None
+    return row if key is None or row.get("key") == key else None
 
 
 def _write_result(folder: Path, row: dict) -> None:
@@ -305,7 +307,8 @@ def run_studies(
     command: str | None = None,
     clips: list[str | Path] | None = None,
 ) -> StudiesResult:
-    """Run the named studies (all when None) and write `<out>/studies.md` and its plot.
+    """Run the named studies (all when None) and write `<out>/studies.md` and its plot,
+    which also show the studies finished by earlier calls in `out`.
 
     budget: fraction of each preset's training (epochs × images, see `scaled_run`) and of
     study 1's search to run, in (0, 1]; budgets: per-study overrides of it. subset: train
@@ -347,5 +350,13 @@ def run_studies(
         rows[study.name] = row
         if again:
             reused.append(study.name)
-    table, plot = write_report(list(rows.values()), out, data=data, command=command)
+    # A study can take hours, so they are often run one per command: the table also shows
+    # the studies finished earlier in `out` (each row says its budget).
+    earlier = {name: _read_result(out / name) for name in studies if name not in rows}
+    earlier = {name: row for name, row in earlier.items() if row is not None}
+    shown = [rows.get(name) or earlier.get(name) for name in studies]
+    table, plot = write_report(
+        [row for row in shown if row is not None], out, data=data, command=command,
+        earlier=frozenset(earlier),
+    )  # fmt: skip
     return StudiesResult(rows=list(rows.values()), table=table, plot=plot, reused=reused)

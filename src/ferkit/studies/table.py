@@ -61,14 +61,14 @@ def _time(seconds) -> str:
     return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.1f} min"
 
 
-def _training_line(row: dict) -> str:
+def _training_line(row: dict, earlier: bool) -> str:
     epochs = f"{row['epochs_run']} / {row['epochs_preset']}"
     if row["stopped_early"]:
         epochs += " (early stop)"
     subset = f", {row['train_images']} train images" if row.get("train_images") else ""
     reported = "<br>".join(row["reported"]) or "no number given"
     return (
-        f"| {row['number']} | {row['title']} (`{row['name']}`) | {reported} "
+        f"| {row['number']} | {row['title']} (`{row['name']}`){' †' * earlier} | {reported} "
         f"| {_pct(row['val']['accuracy'])} | {_pct(row['test']['accuracy'])} "
         f"| {row['test']['macro_f1']:.3f} | {_pct(row['train_acc'])} | {epochs} "
         f"| {row['budget']:g}{subset} | {_time(row['wall_s'])} |"
@@ -95,10 +95,10 @@ def _clip_line(clip: dict) -> str:
     )
 
 
-def _video_section(row: dict) -> list[str]:
+def _video_section(row: dict, earlier: bool) -> list[str]:
     video = row["video"]
     lines = [
-        f"### Study {row['number']}: {row['title']} (`{row['name']}`)",
+        f"### Study {row['number']}: {row['title']} (`{row['name']}`){' †' * earlier}",
         "",
         f"Model: `{row['model']}`; detector {video['detector']}. No emotion labels exist for "
         "the clips: what is measured is how the output behaves over time.",
@@ -169,9 +169,16 @@ def write_plot(
 
 
 def write_report(
-    rows: list[dict], out: Path, *, data: Path, command: str | None = None
+    rows: list[dict],
+    out: Path,
+    *,
+    data: Path,
+    command: str | None = None,
+    earlier: frozenset[str] = frozenset(),
 ) -> tuple[Path, Path | None]:
-    """Write `<out>/studies.md` and `<out>/studies.png`; returns their paths."""
+    """Write `<out>/studies.md` and `<out>/studies.png`; returns their paths. `earlier`:
+    the names of rows finished by earlier commands, marked † (the machine line is this
+    command's)."""
     out.mkdir(parents=True, exist_ok=True)
     shipped = shipped_rows()
     plot = write_plot(rows, shipped, out / "studies.png")
@@ -180,7 +187,9 @@ def write_report(
     lines = [
         "# The original studies, reproduced by ferkit on FER-2013",
         "",
-        f"Command: `{command or 'ferkit studies run'}`  ",
+        f"Command: `{command or 'ferkit studies run'}`"
+        + (" (rows marked † were finished by earlier commands in this folder)" if earlier else "")
+        + "  ",
         f"Data: `{data}`; machine: {cpu_summary()}, "
         f"device {', '.join(sorted({r['device'] for r in trained})) or '—'}; "
         f"total wall time {_time(total)}; written {time.strftime('%Y-%m-%d %H:%M %Z')}.",
@@ -196,7 +205,7 @@ def write_report(
         "| # | study | reported by the original | ferkit PublicTest | ferkit PrivateTest "
         "| PrivateTest macro-F1 | ferkit train acc | epochs run / preset | budget | wall time |",
         "|---|---|---|---|---|---|---|---|---|---|",
-        *[_training_line(r) for r in trained],
+        *[_training_line(r, r["name"] in earlier) for r in trained],
         *[_shipped_line(s) for s in shipped],
         "",
     ]
@@ -204,7 +213,7 @@ def write_report(
         lines += [f"![accuracy per study]({plot.name})", ""]
     for row in rows:
         if row["kind"] == "recognize":
-            lines += _video_section(row)
+            lines += _video_section(row, row["name"] in earlier)
     lines += ["## What each preset does differently from the original", ""]
     for row in rows:
         notes = [row["differs"]]
