@@ -6,7 +6,8 @@ the whole table. This script keeps one durable row per study in docs/studies_ful
 — the measured numbers, the CPU flags from the run's metrics.csv and where the row came from —
 and draws the plot of docs/studies.md (reported number vs ferkit's) from all of them.
 
-    python scripts/plot_studies.py --add runs/studies/optuna_cnn/study.json --session 21
+    python scripts/plot_studies.py --add runs/studies/optuna_cnn/study.json --session 21 \
+        [--note "wall_s counts only the last command; ..."]
     python scripts/plot_studies.py                  # redraw only
 """
 
@@ -37,7 +38,7 @@ def run_cpu_flags(run_dir: Path) -> str:
     return " | ".join(flags)
 
 
-def row_from_study(path: Path, session: str) -> dict:
+def row_from_study(path: Path, session: str, note: str) -> dict:
     """The durable row of a finished study's `study.json` (`ferkit.studies.reproduce`)."""
     try:
         study = json.loads(path.read_text())
@@ -58,6 +59,7 @@ def row_from_study(path: Path, session: str) -> dict:
         "tuning": study.get("tuning", {}).get("note"),
         "cpu_flags": run_cpu_flags(Path(study["run_dir"])),
         "session": session,
+        "note": note,
         "source": f"{path} (run folder {study['run_dir']})",
     }
 
@@ -84,11 +86,12 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--plot", type=Path, default=DOCS / "studies.png")
     parser.add_argument("--add", type=Path, help="a finished study's study.json to (re)place")
     parser.add_argument("--session", default="", help="the session that ran it, for the row")
+    parser.add_argument("--note", default="", help="what the numbers alone do not say")
     args = parser.parse_args(argv)
     results = json.loads(args.results.read_text()) if args.results.is_file() else []
     presets = load_presets()
     if args.add:
-        row = row_from_study(args.add, args.session)
+        row = row_from_study(args.add, args.session, args.note)
         results = [r for r in results if r["name"] != row["name"]] + [row]
         results.sort(key=lambda r: presets[r["name"]].number)
         atomic_text(args.results, json.dumps(results, indent=1, ensure_ascii=False) + "\n")
