@@ -1,10 +1,13 @@
 """Keep the full-budget study results (issue 19) and redraw docs/studies.png from them.
 
 Each study at budget 1 takes one to three hours here and its run folder rarely outlives the
-session that ran it, so `ferkit studies run`'s own report (one invocation's studies) cannot draw
-the whole table. This script keeps one durable row per study in docs/studies_full_budget.json
+session that ran it, so `ferkit studies run`'s own report (the studies in its `--out` folder)
+loses the earlier ones. This script keeps one durable row per study in
+docs/studies_full_budget.json
 — the measured numbers, the CPU flags from the run's metrics.csv and where the row came from —
-and draws the plot of docs/studies.md (reported number vs ferkit's) from all of them.
+and draws the plot of docs/studies.md (reported number vs ferkit's) from all of them. A study
+run without the ImageNet weights its preset names (`--set model.args.pretrained=null`, or 5c/5d
+without a local file) is the variant "from scratch", kept beside the pretrained row.
 
     python scripts/plot_studies.py --add runs/studies/optuna_cnn/study.json --session 21 \
         [--note "wall_s counts only the last command; ..."]
@@ -48,6 +51,7 @@ def row_from_study(path: Path, session: str, note: str) -> dict:
         raise SystemExit(f"{path}: not a training study at budget 1")
     return {
         "name": study["name"],
+        "variant": "from scratch" if "FROM SCRATCH" in (study.get("weights") or "") else "",
         "val_accuracy": study["val"]["accuracy"],
         "test_accuracy": study["test"]["accuracy"],
         "test_macro_f1": study["test"]["macro_f1"],
@@ -72,12 +76,12 @@ def plot_rows(results: list[dict], presets: dict) -> list[dict]:
         rows.append({
             "kind": "train",
             "number": study.number,
-            "name": study.name,
+            "name": study.name + (f" ({result['variant']})" if result["variant"] else ""),
             "val": {"accuracy": result["val_accuracy"]},
             "test": {"accuracy": result["test_accuracy"]},
             "reported_values": [vars(r) for r in study.reported],
         })  # fmt: skip
-    return sorted(rows, key=lambda row: row["number"])
+    return sorted(rows, key=lambda row: (row["number"], row["name"]))
 
 
 def main(argv: list[str] | None = None) -> list[dict]:
@@ -92,8 +96,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
     presets = load_presets()
     if args.add:
         row = row_from_study(args.add, args.session, args.note)
-        results = [r for r in results if r["name"] != row["name"]] + [row]
-        results.sort(key=lambda r: presets[r["name"]].number)
+        same = (row["name"], row["variant"])
+        results = [r for r in results if (r["name"], r["variant"]) != same] + [row]
+        results.sort(key=lambda r: (presets[r["name"]].number, r["variant"]))
         atomic_text(args.results, json.dumps(results, indent=1, ensure_ascii=False) + "\n")
     unknown = sorted({r["name"] for r in results} - set(presets))
     if unknown:

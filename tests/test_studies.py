@@ -186,8 +186,9 @@ def _plot_script():
 
 
 def test_full_budget_rows_are_kept_and_plotted_and_a_partial_budget_is_refused(store, tmp_path):
-    out = tmp_path / "studies"
-    run_studies(["keras_flips"], data=store, out=out, budget=1.0, overrides=[*TINY, "epochs=1"])
+    out = tmp_path / "studies"  # 5c has no local ImageNet file here: its "from scratch" variant
+    names = ["keras_flips", "vgg16_transfer"]
+    run_studies(names, data=store, out=out, budget=1.0, overrides=[*TINY, "epochs=1"])
     results, plot = tmp_path / "full.json", tmp_path / "full.png"
     paths = ["--results", str(results), "--plot", str(plot)]
     added = ["--add", str(out / "keras_flips" / "study.json"), "--session", "t", *paths]
@@ -196,8 +197,14 @@ def test_full_budget_rows_are_kept_and_plotted_and_a_partial_budget_is_refused(s
     assert rows[0]["cpu_flags"] and rows[0]["session"] == "t"
     assert 0.0 <= rows[0]["test_accuracy"] <= 1.0 and plot.stat().st_size > 1000
     assert len(_plot_script().main(added)) == 1  # added again: replaced, not repeated
-    partial = tmp_path / "partial"
-    run_studies(["keras_flips"], data=store, out=partial, budget=0.5, overrides=[*TINY, "epochs=1"])
+    rows = _plot_script().main(["--add", str(out / "vgg16_transfer" / "study.json"), *paths])
+    assert [(r["name"], r["variant"]) for r in rows] == [
+        ("keras_flips", ""), ("vgg16_transfer", "from scratch")
+    ]  # fmt: skip
+    partial = tmp_path / "partial.json"  # the same study, as a run at half the budget writes it
+    partial.write_text(
+        json.dumps({**json.loads((out / "keras_flips" / "study.json").read_text()), "budget": 0.5})
+    )
     with pytest.raises(SystemExit, match="not a training study at budget 1"):
-        _plot_script().main(["--add", str(partial / "keras_flips" / "study.json"), *paths])
+        _plot_script().main(["--add", str(partial), *paths])
     assert json.loads(results.read_text()) == rows  # the refused row changed nothing
