@@ -317,7 +317,7 @@ def run_studies(
     weights: {"vgg16": path, "resnet50": path}, local ImageNet files.
     clips: videos of the user's own that study 2 reads beside its generated clip.
     """
-    from ferkit.studies.table import write_report
+    from ferkit.studies.table import reportable, write_report
 
     studies = load_presets(presets)
     chosen = select(studies, names)
@@ -353,7 +353,7 @@ def run_studies(
     # A study can take hours, so they are often run one per command: the table also shows
     # the studies finished earlier in `out` (each row says its budget).
     earlier = {name: _read_result(out / name) for name in studies if name not in rows}
-    earlier = {name: row for name, row in earlier.items() if row is not None}
+    earlier = {name: row for name, row in earlier.items() if row and reportable(row)}
     shown = [rows.get(name) or earlier.get(name) for name in studies]
     table, plot = write_report(
         [row for row in shown if row is not None], out, data=data, command=command,

@@ -16,6 +16,20 @@ from pathlib import Path
 from ferkit.files import atomic_text, save_figure
 from ferkit.hardware import cpu_summary
 
+# What the table reads of a row, by kind: a row written by an older ferkit that lacks any of
+# these is left out of the table rather than failing it after hours of training.
+_ROW_KEYS = {"number", "title", "name", "differs", "wall_s"}
+_KIND_KEYS = {
+    "train": {"reported", "reported_values", "val", "test", "train_acc", "epochs_run",
+              "epochs_preset", "stopped_early", "budget", "device"},
+    "recognize": {"video", "model"},
+}  # fmt: skip
+
+
+def reportable(row: dict) -> bool:
+    """Whether `write_report` can show this study.json row."""
+    return _ROW_KEYS | _KIND_KEYS.get(row.get("kind"), {"kind"}) <= set(row)
+
 
 def shipped_rows() -> list[dict]:
     """The shipped models' card numbers (no TTA, as the studies), or why there are none."""
