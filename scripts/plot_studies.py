@@ -17,7 +17,6 @@ without a local file) is the variant "from scratch", kept beside the pretrained 
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import sys
 from pathlib import Path
@@ -25,20 +24,20 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from ferkit.files import atomic_text  # noqa: E402
+from ferkit.paths import METRICS_CSV  # noqa: E402
 from ferkit.studies.presets import load_presets  # noqa: E402
 from ferkit.studies.table import shipped_rows, write_plot  # noqa: E402
+from ferkit.train.monitor import read_metrics  # noqa: E402
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
 
 
 def run_cpu_flags(run_dir: Path) -> str:
     """The CPU flags recorded by the run's epochs (several where it moved between machines)."""
-    metrics = run_dir / "metrics.csv"
+    metrics = run_dir / METRICS_CSV
     if not metrics.is_file():
         raise SystemExit(f"{metrics}: missing; the row needs the run's CPU flags")
-    with metrics.open(newline="") as f:
-        flags = sorted({row.get("cpu") or "unknown" for row in csv.DictReader(f)})
-    return " | ".join(flags)
+    return " | ".join(sorted({epoch.cpu or "unknown" for epoch in read_metrics(metrics)}))
 
 
 def row_from_study(path: Path, session: str, note: str) -> dict:

@@ -352,11 +352,8 @@ def run_studies(
             reused.append(study.name)
     # A study can take hours, so they are often run one per command: the table also shows
     # the studies finished earlier in `out` (each row says its budget).
-    earlier = {name: _read_result(out / name) for name in studies if name not in rows}
-    earlier = {name: row for name, row in earlier.items() if row and reportable(row)}
-    shown = [rows.get(name) or earlier.get(name) for name in studies]
-    table, plot = write_report(
-        [row for row in shown if row is not None], out, data=data, command=command,
-        earlier=frozenset(earlier),
-    )  # fmt: skip
+    shown = [rows.get(name) or _read_result(out / name) for name in studies]
+    shown = [row for row in shown if row and reportable(row)]
+    earlier = frozenset(row["name"] for row in shown if row["name"] not in rows)
+    table, plot = write_report(shown, out, data=data, command=command, earlier=earlier)
     return StudiesResult(rows=list(rows.values()), table=table, plot=plot, reused=reused)
