@@ -57,7 +57,11 @@ class TorchClassifier:
     """A ferkit PyTorch model behind `Classifier`; `model.ferkit` (the checkpoint's
     description that `load_model` attaches) gives class names and preprocessing.
 
-    Faces are normalised on the model's device and run in chunks of `batch_size`.
+    Faces are normalised on the model's device and run in chunks of `batch_size`. The
+    model runs in channels_last memory, as the trainer runs it: oneDNN's convolutions are
+    faster in that layout on the CPU (1.3–1.4× for the shipped ResNet and VGGs, same
+    probabilities to float rounding), and it converts the given model in place, as `eval()`
+    does.
     """
 
     def __init__(
@@ -71,7 +75,7 @@ class TorchClassifier:
                 "model has no `ferkit` metadata (class names, preprocessing); "
                 "load it with ferkit.load_model"
             )
-        self.model = model.eval()
+        self.model = model.eval().to(memory_format=torch.channels_last)
         self.class_names: tuple[str, ...] = tuple(meta.class_names)
         self.preprocessing: Preprocessing = meta.preprocessing
         self.batch_size = batch_size
@@ -93,7 +97,8 @@ class TorchClassifier:
         with torch.inference_mode():
             for start in range(0, len(faces), self.batch_size):
                 chunk = torch.from_numpy(faces[start : start + self.batch_size]).to(self.device)
-                logits = self.model(normalize(chunk, self.preprocessing))
+                x = normalize(chunk, self.preprocessing)
+                logits = self.model(x.contiguous(memory_format=torch.channels_last))
                 probs = torch.softmax(logits.float(), dim=1)
                 out[start : start + len(chunk)] = probs.cpu().numpy()
         return out
