@@ -293,3 +293,21 @@ def test_init_starts_from_a_checkpoints_weights_and_checks_the_architecture(stor
     assert all(torch.allclose(before[k], after[k], atol=1e-5) for k in weights)
     with pytest.raises(ConfigError, match="init"):
         train(config(store, tmp_path / "c", init=str(first.run_dir), **{"model.name": "vgg"}))
+
+
+@pytest.mark.parametrize("terminal", [True, False])
+def test_progress_bar_only_on_a_terminal_else_one_log_line_per_epoch(monkeypatch, caplog, terminal):
+    """Redirected to a log file, a long run still reports every epoch as it ends."""
+    from rich.console import Console
+
+    from ferkit.train.monitor import EpochStats, ProgressBar
+
+    monkeypatch.setattr(Console, "is_terminal", property(lambda self: terminal))
+    stats = EpochStats(3, 0.1, 1.2, 0.5, 1.1, 0.55, 100.0, 9.0)
+    caplog.set_level("INFO", logger="ferkit.train.monitor")
+    bar = ProgressBar(enabled=True, epochs=5)
+    bar.start_epoch(3, batches=2)
+    bar.end_epoch(stats)
+    bar.close()
+    assert (bar.progress is not None) is terminal
+    assert (stats.line() in caplog.messages) is not terminal

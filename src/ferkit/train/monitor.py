@@ -121,8 +121,9 @@ class TensorBoardLog:
 class ProgressBar:
     """A rich bar per epoch with live loss, accuracy and images/s.
 
-    Disabled, it logs one line per epoch instead; `quiet` (DDP ranks other than 0) does
-    neither.
+    Disabled, or where the output is not a terminal, it logs one line per epoch instead: a
+    bar redirected to a log file would only be drawn when the run ends, leaving a run of
+    hours silent. `quiet` (DDP ranks other than 0) does neither.
     """
 
     def __init__(self, enabled: bool, epochs: int, quiet: bool = False):
@@ -130,6 +131,10 @@ class ProgressBar:
         self.quiet = quiet
         self.progress = None
         self.task = None
+        if enabled:
+            from rich.console import Console
+
+            enabled = Console().is_terminal
         if enabled:
             from rich.progress import (
                 BarColumn,
