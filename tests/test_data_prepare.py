@@ -282,3 +282,29 @@ def test_existing_output_needs_force(tmp_path):
     prepare(source, out, force=True)
     with open_store(out) as store:
         assert len(store) == 21
+
+
+def test_archive_without_public_test_gets_a_random_val_split_from_train(tmp_path):
+    """scripts/random_val_archive.py: PublicTest is left out, so prepare carves val out of
+    the training images (the originals' likely protocol) and PrivateTest stays the test."""
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "scripts" / "random_val_archive.py"
+    spec = importlib.util.spec_from_file_location("random_val_archive", path)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+
+    source = write_tar(tmp_path / "fer.tar.gz", kaggle_files(n_per_split=14))
+    dest = tmp_path / "randval.tar.gz"
+    script.main([str(source), str(dest)])
+    assert_no_leftovers(tmp_path, {"fer.tar.gz", "randval.tar.gz"})
+    with tarfile.open(dest) as archive:
+        names = [Path(m).name for m in archive.getnames()]
+    assert len(names) == 28 and not any(n.startswith("PublicTest_") for n in names)
+
+    prepare(dest, tmp_path / "randval.h5", val_fraction=0.5)
+    with open_store(tmp_path / "randval.h5") as store:
+        ids = {split: store.source_ids(split) for split in ("train", "val", "test")}
+    assert {split: len(i) for split, i in ids.items()} == {"train": 7, "val": 7, "test": 14}
+    assert all("Training_" in i for i in ids["train"] + ids["val"])
+    assert all("PrivateTest_" in i for i in ids["test"])
