@@ -16,23 +16,27 @@ PrivateTest stays as the test split. The JPEG members are copied byte for byte.
 from __future__ import annotations
 
 import argparse
+import sys
 import tarfile
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+
+from ferkit.files import atomic_path  # noqa: E402
 
 DROPPED_PREFIX = "PublicTest_"
 
 
 def copy_without_public_test(source: Path, dest: Path) -> int:
     """Write `dest` (.tar.gz) with every member of `source` but the PublicTest images;
-    returns how many files it holds. Written under a temporary name and renamed."""
-    partial = dest.with_name(dest.name + ".partial")
+    returns how many files it holds. `dest` appears only once complete (`atomic_path`)."""
     kept = 0
-    with tarfile.open(source) as archive, tarfile.open(partial, "w:gz", compresslevel=1) as out:
-        for member in archive:
-            if member.isfile() and not Path(member.name).name.startswith(DROPPED_PREFIX):
-                out.addfile(member, archive.extractfile(member))
-                kept += 1
-    partial.replace(dest)
+    with atomic_path(dest) as tmp, tarfile.open(source) as archive:
+        with tarfile.open(tmp, "w:gz", compresslevel=1) as out:
+            for member in archive:
+                if member.isfile() and not Path(member.name).name.startswith(DROPPED_PREFIX):
+                    out.addfile(member, archive.extractfile(member))
+                    kept += 1
     return kept
 
 

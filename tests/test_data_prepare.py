@@ -17,7 +17,7 @@ from ferkit.data import CleanOptions, open_store, prepare
 from ferkit.errors import DataError
 from ferkit.labels import EMOTIONS
 
-from conftest import synthetic_faces
+from conftest import load_script, synthetic_faces
 
 KAGGLE = ("angry", "disgust", "fear", "happy", "neutral", "sad", "surprise")
 PREFIX = {0: "Training", 1: "PublicTest", 2: "PrivateTest"}
@@ -287,13 +287,7 @@ def test_existing_output_needs_force(tmp_path):
 def test_archive_without_public_test_gets_a_random_val_split_from_train(tmp_path):
     """scripts/random_val_archive.py: PublicTest is left out, so prepare carves val out of
     the training images (the originals' likely protocol) and PrivateTest stays the test."""
-    import importlib.util
-
-    path = Path(__file__).resolve().parents[1] / "scripts" / "random_val_archive.py"
-    spec = importlib.util.spec_from_file_location("random_val_archive", path)
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
-
+    script = load_script("random_val_archive")
     source = write_tar(tmp_path / "fer.tar.gz", kaggle_files(n_per_split=14))
     dest = tmp_path / "randval.tar.gz"
     script.main([str(source), str(dest)])

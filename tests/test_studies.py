@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import shutil
 from pathlib import Path
@@ -17,6 +16,8 @@ from ferkit.errors import ConfigError
 from ferkit.studies import default_presets_dir, load_preset, load_presets, run_studies
 from ferkit.studies.presets import select
 from synthetic_train import learnable_store
+
+from conftest import load_script
 
 PRESETS = sorted(default_presets_dir().glob("*.yaml"))
 # every training config: one thread (quick on a busy 2-core machine), small batches
@@ -182,27 +183,20 @@ def test_below_one_epoch_the_budget_becomes_a_training_subset(store):
     assert scaled_run(10, 0.001, store) == (1, 7)  # never fewer than one image per class
 
 
-def _plot_script():
-    path = Path(__file__).resolve().parents[1] / "scripts" / "plot_studies.py"
-    spec = importlib.util.spec_from_file_location("plot_studies", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_full_budget_rows_are_kept_and_plotted_and_a_partial_budget_is_refused(store, tmp_path):
+    plot_studies = load_script("plot_studies")
     out = tmp_path / "studies"  # 5c has no local ImageNet file here: its "from scratch" variant
     names = ["keras_flips", "vgg16_transfer"]
     run_studies(names, data=store, out=out, budget=1.0, overrides=[*TINY, "epochs=1"])
     results, plot = tmp_path / "full.json", tmp_path / "full.png"
     paths = ["--results", str(results), "--plot", str(plot)]
     added = ["--add", str(out / "keras_flips" / "study.json"), "--session", "t", *paths]
-    rows = _plot_script().main(added)
+    rows = plot_studies.main(added)
     assert [r["name"] for r in rows] == ["keras_flips"] and rows[0]["epochs_run"] == 1
     assert rows[0]["cpu_flags"] and rows[0]["session"] == "t"
     assert 0.0 <= rows[0]["test_accuracy"] <= 1.0 and plot.stat().st_size > 1000
-    assert len(_plot_script().main(added)) == 1  # added again: replaced, not repeated
-    rows = _plot_script().main(["--add", str(out / "vgg16_transfer" / "study.json"), *paths])
+    assert len(plot_studies.main(added)) == 1  # added again: replaced, not repeated
+    rows = plot_studies.main(["--add", str(out / "vgg16_transfer" / "study.json"), *paths])
     assert [(r["name"], r["variant"]) for r in rows] == [
         ("keras_flips", ""), ("vgg16_transfer", "from scratch")
     ]  # fmt: skip
@@ -211,5 +205,5 @@ def test_full_budget_rows_are_kept_and_plotted_and_a_partial_budget_is_refused(s
         json.dumps({**json.loads((out / "keras_flips" / "study.json").read_text()), "budget": 0.5})
     )
     with pytest.raises(SystemExit, match="not a training study at budget 1"):
-        _plot_script().main(["--add", str(partial), *paths])
+        plot_studies.main(["--add", str(partial), *paths])
     assert json.loads(results.read_text()) == rows  # the refused row changed nothing
