@@ -42,6 +42,15 @@ def fer2013_or_exit() -> Path:
     return path
 
 
+def store_or_exit(store: Path) -> Path:
+    """The prepared store, or exit 0 with the reason: the archive missing, or not prepared."""
+    fer2013_or_exit()
+    if not Path(store).is_file():
+        print(f"skipped: no FER-2013 store at {store} (ferkit data prepare)")
+        sys.exit(0)
+    return Path(store)
+
+
 def best_of(fn, repeat: int = 3) -> float:
     """Fastest wall time of `repeat` calls, in seconds (least disturbed by other load)."""
     times = []

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from _common import camera_like, fer2013_or_exit, report
+from _common import camera_like, report, store_or_exit
 from ferkit.infer.recognizer import Recognizer, set_threads
 from ferkit.models.checkpoint import shipped_aliases, shipped_models
 from ferkit.paths import DEFAULT_STORE
@@ -53,10 +53,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=16, help="faces per predict_batch call")
     parser.add_argument("--seconds", type=float, default=6.0)
     args = parser.parse_args()
-    fer2013_or_exit()
-    if not args.store.is_file():
-        print(f"skipped: no FER-2013 store at {args.store} (ferkit data prepare)")
-        return
+    store_or_exit(args.store)
     from ferkit.data.store import open_store
 
     with open_store(args.store) as store:

@@ -1,0 +1,34 @@
+"""The weighted-ensemble benchmark's helpers (benchmarks/ensemble_weights.py) on tiny cases."""
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+from ensemble_weights import combine, simplex_grid  # noqa: E402
+
+
+def test_simplex_grid_holds_every_weighting_in_steps_and_nothing_else():
+    grid = simplex_grid(3, 0.1)
+    assert len(grid) == 66  # C(10 + 2, 2) ways to share 10 tenths among 3 members
+    assert len(set(grid)) == len(grid)
+    assert all(min(w) >= 0 and sum(w) == pytest.approx(1.0) for w in grid)
+    assert {(1.0, 0.0, 0.0), (0.0, 0.0, 1.0), (0.3, 0.3, 0.4)} <= set(grid)
+
+
+def test_geometric_mean_can_overrule_the_arithmetic_one():
+    """A class one member nearly rules out loses under the product of experts."""
+    a = np.array([[0.7, 0.05, 0.25]])
+    b = np.array([[0.1, 0.6, 0.3]])
+    assert combine([a, b], (0.5, 0.5), geometric=False).argmax(1).tolist() == [0]
+    assert combine([a, b], (0.5, 0.5), geometric=True).argmax(1).tolist() == [2]
+
+
+@pytest.mark.parametrize("geometric", [False, True])
+def test_all_weight_on_one_member_is_that_member(geometric):
+    a = np.array([[0.7, 0.2, 0.1], [0.1, 0.1, 0.8]])
+    b = np.array([[0.1, 0.8, 0.1], [0.6, 0.3, 0.1]])
+    assert combine([a, b], (1.0, 0.0), geometric).argmax(1).tolist() == [0, 2]
+    assert combine([a, b], (0.0, 1.0), geometric).argmax(1).tolist() == [1, 0]
