@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -125,10 +126,16 @@ def one_thread():
     torch.set_num_threads(threads)
 
 
-def load_script(name: str):
-    """A module of scripts/ (not a package), loaded from its file for its tests."""
-    path = Path(__file__).resolve().parents[1] / "scripts" / f"{name}.py"
+def load_script(name: str, folder: str = "scripts"):
+    """A module of scripts/ or benchmarks/ (not packages), loaded from its file for its
+    tests. Its folder is on sys.path only while it loads (benchmarks import `_common`), so
+    the folder's other modules (benchmarks/train.py, data.py, ...) never shadow anything."""
+    path = Path(__file__).resolve().parents[1] / folder / f"{name}.py"
     spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    sys.path.insert(0, str(path.parent))
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(str(path.parent))
     return module

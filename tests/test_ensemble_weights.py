@@ -1,13 +1,12 @@
 """The weighted-ensemble benchmark's helpers (benchmarks/ensemble_weights.py) on tiny cases."""
 
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-from ensemble_weights import combine, simplex_grid  # noqa: E402
+from conftest import load_script
+
+ensemble_weights = load_script("ensemble_weights", folder="benchmarks")
+combine, simplex_grid = ensemble_weights.combine, ensemble_weights.simplex_grid
 
 
 def test_simplex_grid_holds_every_weighting_in_steps_and_nothing_else():
